@@ -1,0 +1,383 @@
+"""The one pipeline every ingestion path feeds (§5).
+
+Samples → per-channel RunState (policies.py) → PowerLog rows + ChannelState.
+
+State lives in the database; a `Pipeline` caches it in memory for the
+channels it serves (a WebSocket connection caches its device's channels) and
+writes it back when rows are written, when a run starts or stops, and at least
+every COLLECTOR_STATE_FLUSH_SECONDS. Every write of a channel's state is
+conditional on the version it loaded (`run_seq`, `last_sample_at`): if another
+process changed the channel meanwhile, the state is reloaded and the samples
+are applied again, so two processes never both write a start or a stop.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from collector import policies
+from collector.models import Channel, ChannelState, Device, PowerLog, Transport, WritePolicy
+from collector.policies import ChannelRules, Outcome, RunState
+from collector.samples import Sample
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICT_RETRIES = 5
+
+
+def default_policy_for(channel_key: str) -> str:
+    # Meters are polled every 10 s and feed interval accounting: keep every
+    # sample (retention trims them). Switches drive pumps: record events.
+    if channel_key.startswith(("em:", "em1:")):
+        return WritePolicy.EVERY
+    return WritePolicy.EVENTS
+
+
+@dataclass
+class ChannelRuntime:
+    channel_id: int
+    device_pk: int
+    device_id: str
+    key: str
+    rules: ChannelRules
+    state: RunState
+    enabled: bool = True
+    loaded_seq: int = 0
+    loaded_last_sample_at: datetime | None = None
+    dirty: bool = False
+    last_flush: float = field(default_factory=time.monotonic)
+
+    @property
+    def key_base(self):
+        return f"{self.device_id}|{self.key}"
+
+    def mark_persisted(self):
+        self.loaded_seq = self.state.run_seq
+        self.loaded_last_sample_at = self.state.last_sample_at
+        self.dirty = False
+        self.last_flush = time.monotonic()
+
+
+@dataclass
+class ChannelPlan:
+    runtime: ChannelRuntime
+    samples: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+    outcomes: list = field(default_factory=list)
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    rows_written: int = 0
+    runs_started: int = 0
+    runs_ended: int = 0
+
+    def add(self, other):
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class _StateConflict(Exception):
+    def __init__(self, plans):
+        self.plans = plans
+
+
+class Pipeline:
+    """Per-process (or per-connection) front of the pipeline with a state cache."""
+
+    def __init__(self, *, transport=Transport.WEBSOCKET, auto_register=None, flush_seconds=None):
+        self.transport = transport
+        self.auto_register = settings.COLLECTOR_AUTO_REGISTER if auto_register is None else auto_register
+        self.flush_seconds = settings.COLLECTOR_STATE_FLUSH_SECONDS if flush_seconds is None else flush_seconds
+        self.runtimes: dict[tuple[str, str], ChannelRuntime | None] = {}
+        self.refused_devices: set[str] = set()
+
+    # -- loading -----------------------------------------------------------
+    def load(self, samples) -> None:
+        """Load (and auto-register) the channels these samples need. Sync, touches the DB."""
+        missing = {(s.device_id, s.channel_key) for s in samples} - self.runtimes.keys()
+        if not missing:
+            return
+        device_ids = {device_id for device_id, _ in missing}
+        devices = {d.device_id: d for d in Device.objects.filter(device_id__in=device_ids)}
+        for device_id in device_ids - devices.keys():
+            if not self.auto_register:
+                self.refused_devices.add(device_id)
+                continue
+            devices[device_id], _ = Device.objects.get_or_create(
+                device_id=device_id, defaults={"transport": self.transport, "auto_registered": True}
+            )
+        channels = {
+            (c.device.device_id, c.key): c
+            for c in Channel.objects.select_related("device", "state").filter(
+                device__device_id__in=devices.keys(), key__in={key for _, key in missing}
+            )
+        }
+        for device_id, key in missing:
+            device = devices.get(device_id)
+            if device is None:
+                self.runtimes[(device_id, key)] = None
+                continue
+            channel = channels.get((device_id, key)) or self._register_channel(device, key)
+            self.runtimes[(device_id, key)] = self._runtime(channel)
+
+    @staticmethod
+    def _register_channel(device, key):
+        channel, _ = Channel.objects.get_or_create(device=device, key=key, defaults={"policy": default_policy_for(key)})
+        channel.device = device
+        return channel
+
+    @staticmethod
+    def _runtime(channel) -> ChannelRuntime:
+        try:
+            model_state = channel.state
+        except ChannelState.DoesNotExist:
+            model_state, _ = ChannelState.objects.get_or_create(channel=channel)
+        state = RunState.from_model(model_state)
+        runtime = ChannelRuntime(
+            channel_id=channel.pk,
+            device_pk=channel.device.pk,
+            device_id=channel.device.device_id,
+            key=channel.key,
+            rules=ChannelRules.from_channel(channel),
+            state=state,
+            enabled=channel.enabled and channel.device.enabled,
+        )
+        runtime.mark_persisted()
+        return runtime
+
+    def reload(self, runtime: ChannelRuntime) -> None:
+        runtime.state = RunState.from_model(ChannelState.objects.get(pk=runtime.channel_id))
+        runtime.mark_persisted()
+
+    def forget_device(self, device_id: str) -> None:
+        for key in [k for k in self.runtimes if k[0] == device_id]:
+            del self.runtimes[key]
+
+    def cached_runtimes(self):
+        return [rt for rt in self.runtimes.values() if rt is not None]
+
+    # -- applying (pure, in memory) ------------------------------------------
+    def apply(self, samples, result: IngestResult) -> dict[int, ChannelPlan]:
+        plans: dict[int, ChannelPlan] = {}
+        for sample in samples:
+            runtime = self.runtimes.get((sample.device_id, sample.channel_key))
+            if runtime is None or not runtime.enabled:
+                result.refused += 1
+                continue
+            plan = plans.get(runtime.channel_id)
+            if plan is None:
+                plan = plans[runtime.channel_id] = ChannelPlan(runtime)
+            plan.samples.append(sample)
+            self._apply_one(plan, sample, result)
+        return plans
+
+    @staticmethod
+    def _apply_one(plan: ChannelPlan, sample: Sample, result: IngestResult) -> None:
+        runtime = plan.runtime
+        outcome = policies.apply_sample(runtime.rules, runtime.state, sample, key_base=runtime.key_base)
+        if outcome.duplicate:
+            result.duplicates += 1
+            return
+        result.accepted += 1
+        runtime.dirty = True
+        if outcome.rows or outcome.changed_run:
+            plan.rows.extend(outcome.rows)
+            plan.outcomes.append(outcome)
+
+    def close_expired(self, now: datetime) -> dict[int, ChannelPlan]:
+        """Timer: close runs of cached channels that saw no active sample for stop_timeout."""
+        plans = {}
+        for runtime in self.cached_runtimes():
+            if policies.run_expired(runtime.rules, runtime.state, now):
+                outcome = policies.close_run(runtime.rules, runtime.state, key_base=runtime.key_base)
+                runtime.dirty = True
+                plans[runtime.channel_id] = ChannelPlan(runtime, rows=outcome.rows, outcomes=[outcome])
+        return plans
+
+    def needs_persist(self, plans) -> bool:
+        if any(plan.rows or plan.outcomes for plan in plans.values()):
+            return True
+        deadline = time.monotonic() - self.flush_seconds
+        return any(rt.dirty and rt.last_flush <= deadline for rt in self.cached_runtimes())
+
+    # -- persisting (sync, DB) -----------------------------------------------
+    def persist(self, plans: dict[int, ChannelPlan], *, flush_all=False) -> IngestResult:
+        """Write rows and state of these plans (and of every dirty cached channel when due)."""
+        due = time.monotonic() - self.flush_seconds
+        for runtime in self.cached_runtimes():
+            if runtime.dirty and runtime.channel_id not in plans and (flush_all or runtime.last_flush <= due):
+                plans[runtime.channel_id] = ChannelPlan(runtime)
+        result = IngestResult()
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                return self._persist_once(plans, result)
+            except _StateConflict as conflict:
+                for plan in conflict.plans:
+                    self._replay(plan, result)
+        raise RuntimeError("channel state kept changing under us; giving up this write")
+
+    def _replay(self, plan: ChannelPlan, result: IngestResult) -> None:
+        """Another process moved this channel: reload its state and apply our samples again."""
+        log.info("state conflict, replaying", extra={"event": "state_conflict", "device_id": plan.runtime.device_id})
+        self.reload(plan.runtime)
+        plan.rows, plan.outcomes = [], []
+        replay_result = IngestResult()
+        for sample in plan.samples:
+            self._apply_one(plan, sample, replay_result)
+
+    def _persist_once(self, plans, result: IngestResult) -> IngestResult:
+        now = timezone.now()
+        rows, conflicts, transitions = [], [], []
+        with transaction.atomic():
+            for plan in plans.values():
+                runtime = plan.runtime
+                updated = ChannelState.objects.filter(
+                    pk=runtime.channel_id,
+                    run_seq=runtime.loaded_seq,
+                    last_sample_at=runtime.loaded_last_sample_at,
+                ).update(**runtime.state.as_fields(), updated_at=now)
+                if not updated:
+                    conflicts.append(plan)
+                    continue
+                rows.extend(self._power_logs(runtime, plan.rows, now))
+                transitions.extend((runtime, outcome) for outcome in plan.outcomes if outcome.changed_run)
+            if conflicts:
+                transaction.set_rollback(True)
+                raise _StateConflict(conflicts)
+            if rows:
+                PowerLog.objects.bulk_create(rows, ignore_conflicts=True)
+            if transitions:
+                from collector import cycles
+
+                cycles.record_run_transitions(transitions)
+            _after_commit(plans, rows, transitions)
+        for plan in plans.values():
+            plan.runtime.mark_persisted()
+        result.rows_written += len(rows)
+        for _, outcome in transitions:
+            result.runs_started += outcome.started_at is not None
+            result.runs_ended += outcome.ended is not None
+        return result
+
+    @staticmethod
+    def _power_logs(runtime, rows, now):
+        return [
+            PowerLog(
+                timestamp=row.ts,
+                device_id=runtime.device_pk,
+                channel_id=runtime.channel_id,
+                apower_w=row.apower_w,
+                voltage_v=row.voltage_v,
+                current_a=row.current_a,
+                energy_total_wh=row.energy_total_wh,
+                reason=row.reason,
+                idempotency_key=row.idempotency_key,
+                created_at=now,
+            )
+            for row in rows
+        ]
+
+    # -- entry points --------------------------------------------------------
+    def ingest(self, samples) -> IngestResult:
+        """Sync entry point: load, apply, persist everything now."""
+        samples = sorted(samples, key=lambda s: (s.device_id, s.channel_key, s.ts))
+        self.load(samples)
+        result = IngestResult()
+        plans = self.apply(samples, result)
+        written = self.persist(plans, flush_all=True)
+        result.add(written)
+        return result
+
+    async def aingest(self, samples) -> IngestResult:
+        """Async entry point for consumers: decisions in the event loop, DB only when needed."""
+        if any((s.device_id, s.channel_key) not in self.runtimes for s in samples):
+            await sync_to_async(self.load)(samples)
+        result = IngestResult()
+        plans = self.apply(samples, result)
+        if self.needs_persist(plans):
+            result.add(await sync_to_async(self.persist)(plans))
+        return result
+
+    async def atick(self, now: datetime | None = None, *, flush_all=False) -> IngestResult:
+        """Timer: close expired runs and flush state that is due."""
+        plans = self.close_expired(now or timezone.now())
+        if flush_all or self.needs_persist(plans):
+            return await sync_to_async(self.persist)(plans, flush_all=flush_all)
+        return IngestResult()
+
+
+def ingest_samples(samples, *, transport=Transport.BATCH, auto_register=None) -> IngestResult:
+    """Feed samples from a sync path (batch API, RPC poller) with no long-lived cache.
+
+    States are loaded fresh on each call, so several processes can take
+    batches for the same channel.
+    """
+    return Pipeline(transport=transport, auto_register=auto_register).ingest(list(samples))
+
+
+def close_expired_runs(now: datetime | None = None) -> IngestResult:
+    """Sweeper: close runs in the database whose stop timeout passed.
+
+    Only runs whose next sample has not come yet are here: a process that
+    holds the channel writes its state back at least every flush interval,
+    far below any stop timeout, and the write is conditional.
+    """
+    now = now or timezone.now()
+    result = IngestResult()
+    states = ChannelState.objects.filter(running=True).select_related("channel__device")
+    for model_state in states:
+        channel = model_state.channel
+        runtime = Pipeline._runtime(channel)
+        if not policies.run_expired(runtime.rules, runtime.state, now):
+            continue
+        outcome = policies.close_run(runtime.rules, runtime.state, key_base=runtime.key_base)
+        plans = {runtime.channel_id: ChannelPlan(runtime, rows=outcome.rows, outcomes=[outcome])}
+        pipeline = Pipeline(transport=channel.device.transport, auto_register=False)
+        try:
+            result.add(pipeline._persist_once(plans, IngestResult()))
+        except _StateConflict:
+            # Someone else closed or continued the run first: nothing to do.
+            continue
+    return result
+
+
+def next_run_expiry(now: datetime | None = None) -> datetime | None:
+    """The earliest moment a currently running run could be closed by the sweeper."""
+    from datetime import timedelta
+
+    earliest = None
+    for state in ChannelState.objects.filter(running=True).select_related("channel"):
+        if state.last_active_at is None:
+            continue
+        expiry = state.last_active_at + timedelta(seconds=state.channel.stop_timeout_s)
+        if earliest is None or expiry < earliest:
+            earliest = expiry
+    return earliest
+
+
+def _after_commit(plans, rows, transitions) -> None:
+    from dashboard import realtime
+
+    if not (rows or transitions):
+        return
+    channel_ids = {plan.runtime.channel_id for plan in plans.values() if plan.rows or plan.outcomes}
+    transaction.on_commit(lambda: realtime.channels_changed(channel_ids))
+
+
+__all__ = [
+    "IngestResult",
+    "Outcome",
+    "Pipeline",
+    "close_expired_runs",
+    "ingest_samples",
+]
