@@ -12,6 +12,9 @@ documents) the same objects work in multiprocess mode; the gauge then sums the
 live processes.
 """
 
+import logging
+import time
+
 from prometheus_client import Counter, Gauge
 
 frames_in = Counter(
@@ -32,7 +35,7 @@ rows_written = Counter(
 )
 clock_skew = Counter(
     "shelly_clock_skew",
-    "Status frames whose device timestamp was missing or off by more than COLLECTOR_CLOCK_SKEW_SECONDS; "
+    "Status frames whose device timestamp was unusable or off by more than COLLECTOR_CLOCK_SKEW_SECONDS; "
     "server receive time was used instead.",
 )
 connections_open = Gauge(
@@ -53,3 +56,48 @@ intervals_ingested = Counter(
     "shelly_energy_intervals_ingested",
     "EnergyInterval rows inserted or updated from EMData.",
 )
+
+
+# -- bad input: counted every time, logged once per device per minute -------
+BAD_INPUT_LOG_SECONDS = 60.0
+MAX_TRACKED_SOURCES = 10_000
+
+bad_input_log = logging.getLogger("collector.bad_input")
+_rejected_by_reason: dict[str, object] = {}
+_last_logged_at: dict[str, float] = {}
+
+
+def reject(reason: str, *, device_id: str | None, detail: str = "") -> None:
+    """Count one dropped frame (or dropped part of a frame) and log it, rate limited.
+
+    A misbehaving device can send hundreds of bad frames a second; the counter
+    shows the volume, the log shows one example per device and minute.
+    """
+    counter = _rejected_by_reason.get(reason)
+    if counter is None:
+        counter = _rejected_by_reason[reason] = frames_rejected.labels(reason)
+    counter.inc()
+    log_bad_input(reason, device_id=device_id, detail=detail)
+
+
+def log_bad_input(reason: str, *, device_id: str | None, detail: str = "") -> None:
+    """Log bad input at most once per device per minute (counting is the caller's)."""
+    key = device_id or "-"
+    now = time.monotonic()
+    last = _last_logged_at.get(key)
+    if last is not None and now - last < BAD_INPUT_LOG_SECONDS:
+        return
+    if len(_last_logged_at) >= MAX_TRACKED_SOURCES:
+        # Garbage `src` values must not grow this without bound.
+        for stale in [k for k, t in _last_logged_at.items() if now - t >= BAD_INPUT_LOG_SECONDS]:
+            del _last_logged_at[stale]
+        if len(_last_logged_at) >= MAX_TRACKED_SOURCES:
+            _last_logged_at.clear()
+    _last_logged_at[key] = now
+    bad_input_log.warning(
+        "bad input from %s: %s %s",
+        key,
+        reason,
+        detail[:200],
+        extra={"event": "frame_rejected", "device_id": device_id, "reason": reason},
+    )

@@ -58,7 +58,10 @@ def _reject_constant(name):
 
 def decode_frame(text, *, max_bytes: int) -> dict:
     """Bytes or text off the wire → a JSON object, or FrameError."""
-    size = len(text.encode() if isinstance(text, str) else text)
+    size = len(text)
+    if isinstance(text, str) and size * 4 > max_bytes:
+        # A character is 1 to 4 bytes in UTF-8: encode only when the count could matter.
+        size = size if size > max_bytes else len(text.encode())
     if size > max_bytes:
         raise FrameError("oversize", f"frame of {size} bytes is over the {max_bytes} byte limit")
     try:
@@ -259,7 +262,12 @@ class DeviceStatusTracker:
             parsed.kind = "response"
             result = frame["result"]
             if isinstance(result, dict) and any(":" in k or k in ("sys", "wifi") for k in result):
-                return self._status(parsed, result, full=True, raw_ts=None, received_at=received_at)
+                # A GetStatus result has no `ts`; its `sys.unixtime` is the device clock, which keeps
+                # it on the same time base as the notifications around it (a sample not after the
+                # last one is a duplicate, so mixing server and device time would drop samples).
+                sys_status = result.get("sys")
+                raw_ts = sys_status.get("unixtime") if isinstance(sys_status, dict) else None
+                return self._status(parsed, result, full=True, raw_ts=raw_ts, received_at=received_at)
             return parsed
         if lowered in EVENT_METHODS:
             parsed.kind = "event"
