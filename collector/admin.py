@@ -1,0 +1,207 @@
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from collector.models import (
+    ApiToken,
+    Channel,
+    ChannelState,
+    Cycle,
+    Device,
+    EnergyInterval,
+    IngestToken,
+    PowerLog,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History is never edited by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ChannelInline(admin.TabularInline):
+    model = Channel
+    extra = 0
+    fields = ("key", "name", "policy", "threshold_w", "stop_timeout_s", "sample_minutes", "enabled")
+    show_change_link = True
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = (
+        "device_id",
+        "name",
+        "model",
+        "transport",
+        "enabled",
+        "last_seen",
+        "last_live_poll_at",
+        "last_interval_end",
+        "consecutive_failures",
+    )
+    list_filter = ("transport", "enabled", "model", "auto_registered")
+    search_fields = ("device_id", "name", "mac", "host")
+    inlines = [ChannelInline]
+    readonly_fields = (
+        "generation",
+        "mac",
+        "firmware",
+        "app",
+        "profile",
+        "auto_registered",
+        "last_seen",
+        "last_live_poll_at",
+        "last_interval_end",
+        "last_interval_pull_at",
+        "consecutive_failures",
+        "last_error",
+        "last_error_at",
+        "info_fetched_at",
+        "created_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("device_id", "name", "model", "transport", "enabled")}),
+        (_("Polling (RPC meters)"), {"fields": ("host", "password")}),
+        (_("Reported by the device"), {"fields": ("generation", "mac", "firmware", "app", "profile")}),
+        (
+            _("Health"),
+            {
+                "fields": (
+                    "auto_registered",
+                    "last_seen",
+                    "last_live_poll_at",
+                    "last_interval_end",
+                    "last_interval_pull_at",
+                    "consecutive_failures",
+                    "last_error",
+                    "last_error_at",
+                    "info_fetched_at",
+                    "created_at",
+                )
+            },
+        ),
+    )
+
+
+class ChannelStateInline(admin.StackedInline):
+    model = ChannelState
+    can_delete = False
+    readonly_fields = [f.name for f in ChannelState._meta.fields]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "device", "key", "policy", "threshold_w", "stop_timeout_s", "running", "enabled")
+    list_filter = ("policy", "enabled", "device")
+    search_fields = ("name", "key", "device__device_id", "device__name")
+    list_select_related = ("device", "state")
+    raw_id_fields = ("device",)
+    inlines = [ChannelStateInline]
+    fieldsets = (
+        (None, {"fields": ("device", "key", "name", "enabled")}),
+        (
+            _("Write policy (§5)"),
+            {
+                "fields": (
+                    "policy",
+                    "threshold_w",
+                    "stop_timeout_s",
+                    "interval_s",
+                    "delta_w",
+                    "sample_minutes",
+                    "fill_max_minutes",
+                )
+            },
+        ),
+        (_("Cycles (§6)"), {"fields": ("gap_threshold_s", "min_cycle_s", "max_power_w")}),
+    )
+
+    @admin.display(boolean=True, description=_("running"))
+    def running(self, obj):
+        state = getattr(obj, "state", None)
+        return bool(state and state.running)
+
+
+@admin.register(PowerLog)
+class PowerLogAdmin(ReadOnlyAdmin):
+    list_display = ("timestamp", "device", "channel", "apower_w", "voltage_v", "current_a", "energy_total_wh", "reason")
+    list_filter = ("reason", "device", "channel", ("timestamp", admin.DateFieldListFilter))
+    date_hierarchy = "timestamp"
+    list_select_related = ("device", "channel", "channel__device")
+    raw_id_fields = ("device", "channel")
+    search_fields = ("device__device_id", "channel__key")
+    show_full_result_count = False
+
+
+@admin.register(EnergyInterval)
+class EnergyIntervalAdmin(ReadOnlyAdmin):
+    list_display = ("start", "end", "device", "channel", "energy_wh", "returned_energy_wh", "avg_power_w")
+    list_filter = ("device", "channel", ("start", admin.DateFieldListFilter))
+    date_hierarchy = "start"
+    list_select_related = ("device", "channel", "channel__device")
+    raw_id_fields = ("device", "channel")
+    show_full_result_count = False
+
+
+@admin.register(Cycle)
+class CycleAdmin(ReadOnlyAdmin):
+    list_display = (
+        "started_at",
+        "ended_at",
+        "channel",
+        "duration_s",
+        "energy_wh",
+        "energy_method",
+        "avg_power_w",
+        "peak_power_w",
+        "is_noise",
+    )
+    list_filter = ("is_noise", "energy_method", "channel", ("started_at", admin.DateFieldListFilter))
+    date_hierarchy = "started_at"
+    list_select_related = ("channel", "channel__device")
+    raw_id_fields = ("channel",)
+
+
+class SecretTokenAdmin(admin.ModelAdmin):
+    """The raw secret is made on save and shown once, in the success message."""
+
+    list_display = ("name", "prefix", "enabled", "created_at", "last_used_at")
+    list_filter = ("enabled",)
+    search_fields = ("name", "prefix")
+    readonly_fields = ("prefix", "created_at", "last_used_at")
+
+    def save_model(self, request, obj, form, change):
+        raw = None if change else obj.set_new_secret()
+        super().save_model(request, obj, form, change)
+        if raw:
+            messages.warning(
+                request,
+                format_html(
+                    "{} <code>{}</code>",
+                    _("Copy this secret now, it will not be shown again:"),
+                    raw,
+                ),
+            )
+
+
+@admin.register(IngestToken)
+class IngestTokenAdmin(SecretTokenAdmin):
+    list_display = (*SecretTokenAdmin.list_display, "device")
+    raw_id_fields = ("device",)
+    fields = ("name", "device", "enabled", "prefix", "created_at", "last_used_at")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(SecretTokenAdmin):
+    list_display = (*SecretTokenAdmin.list_display, "user", "can_write")
+    list_filter = ("enabled", "can_write")
+    raw_id_fields = ("user",)
+    fields = ("name", "user", "can_write", "enabled", "prefix", "created_at", "last_used_at")

@@ -1,0 +1,34 @@
+"""django-q2 task functions of the collector (thin: load, call a service, report)."""
+
+from datetime import timedelta
+
+from django_q.models import Schedule
+
+from collector import pipeline
+
+NEXT_SWEEP_SCHEDULE = "collector: close runs at their expiry"
+
+
+def close_expired_runs() -> str:
+    """Sweeper: close runs no connected process is holding (restarts, batch relays)."""
+    result = pipeline.close_expired_runs()
+    schedule_sweep_at_next_expiry()
+    return f"closed {result.runs_ended} run(s), wrote {result.rows_written} row(s)"
+
+
+def schedule_sweep_at_next_expiry() -> None:
+    """The minute sweeper alone could be 90 s late (q2 checks schedules every 30 s);
+    a one-off schedule at the next expiry keeps every stop within stop_timeout + 60 s."""
+    expiry = pipeline.next_run_expiry()
+    if expiry is None:
+        Schedule.objects.filter(name=NEXT_SWEEP_SCHEDULE).delete()
+        return
+    Schedule.objects.update_or_create(
+        name=NEXT_SWEEP_SCHEDULE,
+        defaults={
+            "func": "collector.tasks.close_expired_runs",
+            "schedule_type": Schedule.ONCE,
+            "repeats": -1,
+            "next_run": expiry + timedelta(seconds=1),
+        },
+    )
