@@ -163,7 +163,11 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(DATA_DIR / "staticfiles")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Serve straight from the apps' static folders too, so a fresh checkout works
+# before (or without) collectstatic.
+WHITENOISE_USE_FINDERS = True
 
 # --- REST framework -------------------------------------------------------
 REST_FRAMEWORK = {

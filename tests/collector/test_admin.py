@@ -1,0 +1,63 @@
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from collector.models import ApiToken, IngestToken, PowerLog
+from collector.pipeline import ingest_samples
+from tests.scenarios import at, make_channel, sample
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client):
+    user = get_user_model().objects.create_superuser("root", "root@example.org", "pw-for-tests")
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(
+    "model", ["device", "channel", "powerlog", "energyinterval", "cycle", "ingesttoken", "apitoken"]
+)
+def test_every_collector_changelist_loads(admin_client, model):
+    ch = make_channel(policy="events")
+    ingest_samples([sample(at(0), 500, channel=ch)])
+    response = admin_client.get(reverse(f"admin:collector_{model}_changelist"))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("model, token_model", [("ingesttoken", IngestToken), ("apitoken", ApiToken)])
+def test_a_new_token_is_shown_once_and_stored_hashed(admin_client, model, token_model):
+    response = admin_client.post(
+        reverse(f"admin:collector_{model}_add"), {"name": "relay", "enabled": "on"}, follow=True
+    )
+    text = response.content.decode()
+    raw = re.search(r"<code>((?:ing|api)_[A-Za-z0-9_\-]+)</code>", text).group(1)
+    token = token_model.objects.get(name="relay")
+    assert token.token_hash != raw and raw not in token.token_hash
+    assert token_model.objects.matching(raw).get() == token
+    # The change page never shows it again.
+    page = admin_client.get(reverse(f"admin:collector_{model}_change", args=[token.pk])).content.decode()
+    assert raw not in page
+
+
+def test_power_logs_are_read_only_in_admin(admin_client):
+    ch = make_channel(policy="every")
+    ingest_samples([sample(at(0), 500, channel=ch)])
+    row = PowerLog.objects.get()
+    assert admin_client.get(reverse("admin:collector_powerlog_add")).status_code == 403
+    response = admin_client.post(reverse("admin:collector_powerlog_change", args=[row.pk]), {"apower_w": 1})
+    assert response.status_code == 403
+    row.refresh_from_db()
+    assert row.apower_w == 500
+
+
+def test_power_logs_filter_by_channel(admin_client):
+    a = make_channel(policy="every", key="switch:0")
+    b = make_channel(policy="every", key="switch:1")
+    ingest_samples([sample(at(0), 111, channel=a), sample(at(0), 222, channel=b)])
+    page = admin_client.get(reverse("admin:collector_powerlog_changelist"), {"channel__id__exact": b.pk})
+    text = page.content.decode()
+    assert "222" in text and "111.0" not in text
