@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from collector import policies
+from collector import metrics, policies
 from collector.models import Channel, ChannelState, Device, PowerLog, Transport, WritePolicy
 from collector.policies import ChannelRules, Outcome, RunState
 from collector.samples import Sample
@@ -256,6 +256,7 @@ class Pipeline:
                 raise _StateConflict(conflicts)
             if rows:
                 PowerLog.objects.bulk_create(rows, ignore_conflicts=True)
+                transaction.on_commit(lambda: _count_rows(rows))
             if transitions:
                 from collector import cycles
 
@@ -363,6 +364,11 @@ def next_run_expiry(now: datetime | None = None) -> datetime | None:
         if earliest is None or expiry < earliest:
             earliest = expiry
     return earliest
+
+
+def _count_rows(rows) -> None:
+    for row in rows:
+        metrics.rows_written.labels(row.reason).inc()
 
 
 def _after_commit(plans, rows, transitions) -> None:
