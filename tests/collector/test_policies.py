@@ -282,3 +282,30 @@ async def test_connected_pipeline_keeps_decisions_in_memory_and_flushes_state():
     await pipeline.atick(now=at(5) + timedelta(seconds=121))
     reasons = [r async for r in PowerLog.objects.filter(channel=ch).values_list("reason", flat=True)]
     assert reasons == ["start", "stop"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_sweeper_processes_at_the_same_moment_write_one_stop():
+    import threading
+
+    from django.db import connection
+
+    ch = make_channel(policy="events", stop_timeout_s=120)
+    feed(ch, (at(0), 500))
+    barrier = threading.Barrier(4)
+    results = []
+
+    def sweeper():
+        try:
+            barrier.wait()
+            results.append(close_expired_runs(now=at(500)).rows_written)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sweeper) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results) == [0, 0, 0, 1]
+    assert [r[1] for r in rows(ch)] == ["start", "stop"]
