@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 
 from collector.models import Channel, Device, IngestToken, PowerLog
 from collector.transports import orphaned_runs
@@ -22,12 +23,15 @@ OTHER = "shellypro4pm-001122334455"
 
 
 @pytest.fixture(autouse=True)
-def collector_settings(settings):
+async def collector_settings(settings):
     settings.COLLECTOR_AUTO_REGISTER = True
     settings.COLLECTOR_SERVER_SRC = "shelly-monitor"
     settings.COLLECTOR_MAX_FRAME_BYTES = 64 * 1024
     yield settings
     orphaned_runs.clear()
+    # The consumer's queries ran in asgiref's worker thread: close its
+    # connection, or PostgreSQL refuses to drop the test database.
+    await sync_to_async(connections.close_all)()
 
 
 @sync_to_async
