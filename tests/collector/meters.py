@@ -1,0 +1,47 @@
+"""Simulated RPC meters for the polling tests: real HTTP servers on 127.0.0.1."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from collector.simulators.rpc3em import Rpc3emSimulator
+
+PRO3EM_FIXTURE = "aioshelly_pro3em_SPEM-003CEBEU_fw1.1.0_full.json"
+FIXTURE_DIRS = [Path(__file__).resolve().parent.parent / "fixtures" / "shelly", Path("/work/shared/fixtures/shelly")]
+
+
+def real_fixture(name: str) -> dict:
+    for folder in FIXTURE_DIRS:
+        if (folder / name).exists():
+            return json.loads((folder / name).read_text())
+    pytest.skip(f"fixture {name} not available")
+
+
+class FakeClock:
+    """The meter's wall clock, moved by the test."""
+
+    def __init__(self, start: float):
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(name="start_meter")
+async def start_meter_fixture():
+    """`await start_meter(**options)` → a running Rpc3emSimulator; all stopped at teardown."""
+    meters = []
+
+    async def start(**options):
+        meter = Rpc3emSimulator(**options)
+        await meter.start("127.0.0.1", 0)
+        meters.append(meter)
+        return meter
+
+    yield start
+    for meter in meters:
+        await meter.stop()
