@@ -1,0 +1,162 @@
+"""A simulated Pro 4PM against a real daphne process, through to PowerLog rows (§4.1, §4.4, §5).
+
+The server runs as its own process on the test database (SQLite file, or
+PostgreSQL + the Redis channel layer when the suite runs with DATABASE_URL
+and REDIS_URL), exactly as in production; the test only looks at the rows.
+"""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from collector.models import Channel, Device, IngestToken, PowerLog
+from collector.simulators.pro4pm import device_identity, run_devices
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+BASE_DIR = Path(settings.BASE_DIR)
+SEED = 42
+STOP_TIMEOUT_S = 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server did not listen on {port} within {timeout} s")
+
+
+def wait_for(condition, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    return condition()
+
+
+@pytest.fixture
+def server(transactional_db, tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "SECRET_KEY": "end-to-end",
+        "DEBUG": "false",
+        "COLLECTOR_TIMER_SECONDS": "1",
+        "COLLECTOR_AUTO_REGISTER": "false",
+        "LOG_LEVEL": "WARNING",
+        "LOG_JSON": "false",
+    }
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    log_path = tmp_path / "daphne.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "shelly_site.asgi:application"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, process)
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        print(log_path.read_text()[-3000:])
+
+
+def registered_device():
+    device_id, mac = device_identity(0, SEED)
+    device = Device.objects.create(device_id=device_id, mac=mac, model="SPSW-004PE16EU", generation=2)
+    for n in range(4):
+        Channel.objects.create(device=device, key=f"switch:{n}", policy="events", stop_timeout_s=STOP_TIMEOUT_S)
+    token = IngestToken(name="end-to-end", device=device)
+    raw = token.set_new_secret()
+    token.save()
+    return device, raw
+
+
+def rows(device, key):
+    return list(PowerLog.objects.filter(device=device, channel__key=key).order_by("timestamp", "id"))
+
+
+def test_simulated_pumps_write_start_rows_and_a_stop_after_disconnect(server):
+    device, token = registered_device()
+
+    stats = asyncio.run(
+        run_devices(
+            f"{server}/ws/shelly/{token}/",
+            1,
+            "pumps",
+            duration=5,
+            rate=5,
+            seed=SEED,
+            disconnect_every=2,  # a reconnect inside the run must continue it
+            start_running=True,
+            run_s=3600,
+        )
+    )
+    stopped_at = time.time()
+    assert stats.connect_failures == 0, stats.last_error
+    assert stats.reconnects >= 1 and stats.frames_sent >= 15 and stats.rpc_answered >= 4
+
+    # Both pumps and the aerator started; the idle output wrote nothing.
+    for key in ("switch:0", "switch:1", "switch:2"):
+        start = wait_for(lambda key=key: [r for r in rows(device, key) if r.reason == "start"], timeout=5)
+        assert len(start) == 1, key
+    first = rows(device, "switch:0")[0]
+    assert first.reason == "start" and first.apower_w > 550  # the inrush spike at switch-on
+    assert first.voltage_v > 200 and first.current_a > 0 and first.energy_total_wh is not None
+    assert (first.created_at - first.timestamp).total_seconds() < 5
+    assert rows(device, "switch:3") == []
+
+    # Disconnected for good: each run is closed once, after stop_timeout.
+    for key in ("switch:0", "switch:1", "switch:2"):
+        stops = wait_for(
+            lambda key=key: [r for r in rows(device, key) if r.reason == "stop"], timeout=STOP_TIMEOUT_S + 12
+        )
+        assert len(stops) == 1, (key, [(r.reason, r.timestamp) for r in rows(device, key)])
+        log = rows(device, key)
+        assert [r.reason for r in log].count("start") == 1
+        assert log[-1].reason == "stop" and log[-1].apower_w == 0.0
+        assert log[-1].timestamp.timestamp() <= stopped_at + 0.5  # the run's end, not when the timer fired
+        assert log[-1].energy_total_wh >= log[0].energy_total_wh
