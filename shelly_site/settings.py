@@ -172,11 +172,27 @@ WHITENOISE_USE_FINDERS = True
 # --- REST framework -------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Token first: its WWW-Authenticate header makes a request without
+    # credentials a 401 (session auth alone would answer 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "collector.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Read for staff and API tokens; endpoints that accept writes opt in with
+    # collector.api.permissions.ApiWriteAccess.
+    "DEFAULT_PERMISSION_CLASSES": ["collector.api.permissions.ApiReadAccess"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "collector.api.pagination.ApiCursorPagination",
+    "PAGE_SIZE": 500,
+    "EXCEPTION_HANDLER": "collector.api.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="120/min"),
+        "ingest": env.str("API_THROTTLE_INGEST", default="1200/min"),
+    },
 }
+# HTTP batch (§4.2): a body over this many bytes is refused with 413 before parsing.
+INGEST_BATCH_MAX_BYTES = env.int("INGEST_BATCH_MAX_BYTES", default=8 * 1024 * 1024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "shelly-monitor API",
     "VERSION": "1.0.0",
@@ -184,6 +200,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "collector.api.schema.add_error_responses",
+    ],
 }
 
 # --- Collector ------------------------------------------------------------

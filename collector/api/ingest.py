@@ -1,0 +1,232 @@
+"""HTTP batch ingest (§4.2): validate each item, turn it into Samples, feed the pipeline.
+
+Rules:
+- an item is a raw relayed frame `{"device_id", "received_at", "frame"}` or a
+  normalized reading `{"device_id", "channel", "ts", "apower_w", "voltage_v",
+  "current_a", "energy_total_wh", "idempotency_key"?}`;
+- each item is validated alone: a bad one is listed in `rejected` with its
+  index and never rejects the others;
+- raw frames go through one `DeviceStatusTracker` in item order (a partial
+  NotifyStatus is merged over the frames before it in the same batch), with
+  `received_at` as the receive time for the clock-skew rule;
+- a key bound to a device (`IngestToken.device`) only pushes that device;
+- a reading more than the allowed clock skew in the future is rejected;
+- all Samples go to `ingest_samples` at once: it sorts them per channel and
+  applies the write policies; a reading not after its channel's last
+  processed one is a duplicate, so a replayed batch writes nothing new, and
+  rows carry idempotency keys under a unique index against racing requests.
+"""
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from collector import metrics
+from collector.models import Device, IngestToken, Transport
+from collector.parsing import DeviceStatusTracker, FrameError
+from collector.pipeline import ingest_samples
+from collector.samples import Sample
+
+MAX_BATCH_ITEMS = 1000
+DEVICE_ID = re.compile(r"[A-Za-z0-9._:@-]{1,100}")
+CHANNEL_KEY = re.compile(r"(?:switch|pm1|em1):\d{1,3}|em:\d{1,3}:(?:a|b|c|total)")
+IDEMPOTENCY_KEY_MAX = 200
+OPTIONAL_NUMBERS = ("voltage_v", "current_a", "energy_total_wh", "pf", "freq", "returned_energy_wh")
+
+
+class ItemRejected(ValueError):
+    def __init__(self, message: str, *, reason: str = "wrong_type"):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    duplicates: int = 0
+    refused: int = 0
+    rejected: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "refused": self.refused,
+            "rejected": self.rejected,
+        }
+
+
+@dataclass
+class _ValidItem:
+    index: int
+    device_id: str
+    samples: list
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def parse_time(value, name: str) -> datetime:
+    """ISO-8601 text (naive means UTC) or Unix epoch seconds → aware datetime."""
+    if _is_number(value):
+        if not math.isfinite(value):
+            raise ItemRejected(f"{name}: not a finite number", reason="non_finite")
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ItemRejected(f"{name}: epoch seconds out of range") from None
+    if isinstance(value, str):
+        try:
+            parsed = parse_datetime(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise ItemRejected(f"{name}: not an ISO-8601 time")
+        if timezone.is_naive(parsed):
+            parsed = parsed.replace(tzinfo=UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise ItemRejected(f"{name}: out of range") from None
+    if value is None:
+        raise ItemRejected(f"{name}: required")
+    raise ItemRejected(f"{name}: expected an ISO-8601 string or epoch seconds")
+
+
+def _not_in_future(ts: datetime, name: str, now: datetime) -> datetime:
+    limit = now + timedelta(seconds=settings.COLLECTOR_CLOCK_SKEW_SECONDS)
+    if ts > limit:
+        raise ItemRejected(
+            f"{name}: more than {settings.COLLECTOR_CLOCK_SKEW_SECONDS} s in the future", reason="future_timestamp"
+        )
+    return ts
+
+
+def _number(item: dict, name: str, *, required=False):
+    value = item.get(name)
+    if value is None:
+        if required:
+            raise ItemRejected(f"{name}: required")
+        return None
+    if not _is_number(value):
+        raise ItemRejected(f"{name}: expected a number")
+    if not math.isfinite(value):
+        raise ItemRejected(f"{name}: not a finite number", reason="non_finite")
+    return float(value)
+
+
+def _device_id(item: dict, token: IngestToken) -> str:
+    device_id = item.get("device_id")
+    if not isinstance(device_id, str) or not DEVICE_ID.fullmatch(device_id):
+        raise ItemRejected("device_id: expected a Shelly id (1-100 of A-Z a-z 0-9 . _ : @ -)")
+    if token.device_id is not None and device_id != token.device.device_id:
+        raise ItemRejected(f"device_id: this key may only push {token.device.device_id}", reason="wrong_device")
+    return device_id
+
+
+def reading_sample(item: dict, *, device_id: str, now: datetime) -> Sample:
+    """A normalized reading → one Sample."""
+    channel = item.get("channel")
+    if not isinstance(channel, str) or not CHANNEL_KEY.fullmatch(channel):
+        raise ItemRejected("channel: expected switch:N, pm1:N, em1:N or em:N:a|b|c|total")
+    ts = _not_in_future(parse_time(item.get("ts"), "ts"), "ts", now)
+    idempotency_key = item.get("idempotency_key")
+    if idempotency_key is not None and (
+        not isinstance(idempotency_key, str)
+        or not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_MAX
+        or "\x00" in idempotency_key
+    ):
+        raise ItemRejected(f"idempotency_key: expected a string of 1-{IDEMPOTENCY_KEY_MAX} characters")
+    return Sample(
+        device_id=device_id,
+        channel_key=channel,
+        ts=ts,
+        apower_w=_number(item, "apower_w", required=True),
+        idempotency_key=idempotency_key,
+        **{name: _number(item, name) for name in OPTIONAL_NUMBERS},
+    )
+
+
+def frame_samples(item: dict, *, device_id: str, tracker: DeviceStatusTracker, now: datetime) -> list[Sample]:
+    """A raw relayed Shelly frame → the Samples the WebSocket path would get from it."""
+    frame = item["frame"]
+    if not isinstance(frame, dict):
+        raise ItemRejected("frame: expected a JSON object")
+    received_at = now
+    if item.get("received_at") is not None:
+        received_at = _not_in_future(parse_time(item["received_at"], "received_at"), "received_at", now)
+    src = frame.get("src")
+    if src is not None and src != device_id:
+        raise ItemRejected("frame.src does not match device_id", reason="wrong_device")
+    try:
+        parsed = tracker.parse(frame, received_at=received_at, device_id=device_id)
+    except FrameError as exc:
+        raise ItemRejected(f"frame: {exc}", reason=exc.kind) from None
+    for problem in parsed.problems:
+        metrics.frames_rejected.labels(reason=problem).inc()
+    if parsed.clock_skew:
+        metrics.clock_skew.inc()
+    if parsed.problems and not parsed.samples:
+        raise ItemRejected(f"frame: nothing usable ({', '.join(sorted(set(parsed.problems)))})")
+    return parsed.samples
+
+
+def _validate(messages, *, token, now) -> tuple[list[_ValidItem], list[dict]]:
+    tracker = DeviceStatusTracker(max_skew_s=settings.COLLECTOR_CLOCK_SKEW_SECONDS)
+    valid, rejected = [], []
+    for index, item in enumerate(messages):
+        try:
+            if not isinstance(item, dict):
+                raise ItemRejected("expected a JSON object")
+            device_id = _device_id(item, token)
+            if "frame" in item:
+                samples = frame_samples(item, device_id=device_id, tracker=tracker, now=now)
+            else:
+                samples = [reading_sample(item, device_id=device_id, now=now)]
+        except ItemRejected as exc:
+            metrics.frames_rejected.labels(reason=exc.reason).inc()
+            rejected.append({"index": index, "error": str(exc)})
+            continue
+        valid.append(_ValidItem(index, device_id, samples))
+    return valid, rejected
+
+
+def _refuse_unknown_devices(valid: list[_ValidItem], rejected: list[dict]) -> list[_ValidItem]:
+    """Reject, per item, devices that are disabled or (without auto-registration) unknown."""
+    device_ids = {v.device_id for v in valid}
+    if not device_ids:
+        return valid
+    enabled = dict(Device.objects.filter(device_id__in=device_ids).values_list("device_id", "enabled"))
+    kept = []
+    for item in valid:
+        known = item.device_id in enabled
+        if known and not enabled[item.device_id]:
+            rejected.append({"index": item.index, "error": "device is disabled"})
+        elif not known and not settings.COLLECTOR_AUTO_REGISTER:
+            metrics.refused_devices.inc()
+            rejected.append({"index": item.index, "error": "unknown device (auto-registration is off)"})
+        else:
+            kept.append(item)
+    return kept
+
+
+def ingest_batch(messages: list, *, token: IngestToken, now: datetime | None = None) -> BatchResult:
+    """Validate a batch item by item and feed its readings to the pipeline."""
+    now = now or timezone.now()
+    metrics.frames_in.labels(transport=Transport.BATCH).inc(len(messages))
+    valid, rejected = _validate(messages, token=token, now=now)
+    valid = _refuse_unknown_devices(valid, rejected)
+    samples = [sample for item in valid for sample in item.samples]
+    result = BatchResult(rejected=sorted(rejected, key=lambda r: r["index"]))
+    if not samples:
+        return result
+    outcome = ingest_samples(samples, transport=Transport.BATCH)
+    result.accepted, result.duplicates, result.refused = outcome.accepted, outcome.duplicates, outcome.refused
+    Device.objects.filter(device_id__in={item.device_id for item in valid}).update(last_seen=now)
+    return result
