@@ -10,8 +10,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connections
+from prometheus_client import REGISTRY
 
-from collector.models import Channel, Device, IngestToken, PowerLog
+from collector.models import Channel, ChannelState, Device, IngestToken, PowerLog
 from collector.transports import orphaned_runs
 from shelly_site.asgi import application
 
@@ -94,6 +95,10 @@ async def processed(communicator, request_id=900):
     """Frames are handled in order: the reply to a device request proves the frames before it are done."""
     await communicator.send_to(text_data=json.dumps({"id": request_id, "src": DEVICE, "method": "Shelly.Ping"}))
     return json.loads(await communicator.receive_from(timeout=5))
+
+
+def rejected(reason):
+    return REGISTRY.get_sample_value("shelly_frames_rejected_total", {"reason": reason}) or 0.0
 
 
 async def eventually(check, timeout=5.0):
@@ -202,6 +207,23 @@ async def test_full_then_partial_status_writes_start_and_delta_with_known_values
     await communicator.disconnect()
 
 
+async def test_partial_status_without_power_does_not_zero_it():
+    raw = await make_token()
+    communicator = await bootstrapped(raw)
+    t0 = time.time()
+    await communicator.send_to(text_data=notify("NotifyFullStatus", full_status(apower=480.0), ts=t0))
+
+    energy_only = {"switch:0": {"aenergy": {"total": 8.0, "by_minute": [0, 0, 0], "minute_ts": int(t0)}}}
+    await communicator.send_to(text_data=notify("NotifyStatus", energy_only, ts=t0 + 61))
+    await processed(communicator)
+    await communicator.disconnect()  # writes the cached channel state
+
+    assert [row[:3] for row in await power_logs()] == [("switch:0", "start", 480.0)]
+    state = await sync_to_async(ChannelState.objects.get)(channel__key="switch:0")
+    assert state.running and state.last_values["p"] == 480.0 and state.last_values["e"] == 8.0
+    assert state.last_active_at.timestamp() == pytest.approx(t0 + 61)
+
+
 async def test_binary_frames_are_handled_like_text():
     raw = await make_token()
     communicator = await bootstrapped(raw)
@@ -214,25 +236,36 @@ async def test_binary_frames_are_handled_like_text():
 
 
 @pytest.mark.parametrize(
-    "bad_frame",
+    ("bad_frame", "reason"),
     [
-        "{not json",
-        '{"src": "DEV", "method": "NotifyFullStatus", "params": {"switch:0": {"id": 0, "apower": NaN}}}',
-        '{"src": "DEV", "method": "NotifyFullStatus", "params": {"switch:0": {"id": 0, "apower": Infinity}}}',
-        '{"src": "DEV", "method": "NotifyFullStatus", "params": {"switch:0": {"id": 0, "apower": "480"}}}',
-        '{"src": "DEV", "method": "NotifyFullStatus", "params": {"warp:0": {"id": 0, "apower": 480}}}',
-        '{"src": 42, "method": "NotifyFullStatus", "params": {"switch:0": {"id": 0, "apower": 480}}}',
-        '{"src": "DEV", "method": "NotifyFullStatus", "params": "switch:0"}',
-        "[1, 2, 3]",
+        ("{not json", "invalid_json"),
+        (
+            '{"src": "DEV", "method": "NotifyFullStatus", "params": {"switch:0": {"id": 0, "apower": NaN}}}',
+            "non_finite",
+        ),
+        ('{"src": "DEV", "method": "NotifyFullStatus", "params": {"switch:0": {"apower": -Infinity}}}', "non_finite"),
+        (
+            '{"src": "DEV", "method": "NotifyFullStatus", "params": {"switch:0": {"id": 0, "apower": "480"}}}',
+            "wrong_type",
+        ),
+        (
+            '{"src": "DEV", "method": "NotifyFullStatus", "params": {"warp:0": {"id": 0, "apower": 480}}}',
+            "unknown_component",
+        ),
+        ('{"src": 42, "method": "NotifyFullStatus", "params": {"switch:0": {"id": 0, "apower": 480}}}', "wrong_type"),
+        ('{"src": "DEV", "method": "NotifyFullStatus", "params": "switch:0"}', "wrong_type"),
+        ("[1, 2, 3]", "wrong_type"),
     ],
 )
-async def test_bad_frames_are_dropped_and_the_connection_stays_open(bad_frame):
+async def test_bad_frames_are_dropped_counted_and_the_connection_stays_open(bad_frame, reason):
     raw = await make_token()
     communicator = await bootstrapped(raw)
+    rejected_before = rejected(reason)
 
     await communicator.send_to(text_data=bad_frame.replace("DEV", DEVICE))
     await processed(communicator)
     assert await power_logs() == []
+    assert rejected(reason) == rejected_before + 1
 
     await communicator.send_to(text_data=notify("NotifyFullStatus", full_status(apower=480.0)))
     await processed(communicator)
