@@ -228,7 +228,8 @@ RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=30)
 
 # --- Logging --------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOG_JSON = env.bool("LOG_JSON", default=not DEBUG)
+# JSON lines for production log shippers; plain text for the embedded demo.
+LOG_JSON = env.bool("LOG_JSON", default=bool(DATABASE_URL))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -247,5 +248,6 @@ LOGGING = {
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
     },
 }
