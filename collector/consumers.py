@@ -53,6 +53,10 @@ class ShellyDeviceConsumer(AsyncWebsocketConsumer):
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+        finally:
+            # Also when the consumer crashed or the server is shutting down:
+            # the cached channel state must still reach the database.
+            await self._end_stream()
 
     async def dispatch(self, message):
         # Channels closes stale DB connections before every message, a thread
@@ -82,7 +86,8 @@ class ShellyDeviceConsumer(AsyncWebsocketConsumer):
         )
         for text in bootstrap_frames(self.stream.server_src):
             await self.send(text_data=text)
-        self.timer = asyncio.create_task(self._tick_forever())
+        self.timer_stop = asyncio.Event()
+        self.timer = asyncio.create_task(self._tick_forever(self.stream))
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.stream is None or self.closing:
@@ -100,14 +105,21 @@ class ShellyDeviceConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=reply)
 
     async def disconnect(self, code):
-        if self.stream is None:
+        await self._end_stream()
+
+    async def _end_stream(self):
+        stream, self.stream = self.stream, None
+        if stream is None:
             return
         metrics.connections_open.dec()
         if self.timer is not None:
-            self.timer.cancel()
-        log.info("device disconnected", extra={"event": "ws_disconnected", "device_id": self.stream.device_id})
+            # Let a tick that is writing finish rather than cancel it halfway:
+            # its database write runs on in a thread either way.
+            self.timer_stop.set()
+            await asyncio.gather(self.timer, return_exceptions=True)
+        log.info("device disconnected", extra={"event": "ws_disconnected", "device_id": stream.device_id})
         try:
-            await self.stream.close()
+            await stream.close()
         except Exception:
             # The state in the database is still the last one written; the
             # sweeper closes whatever run this left open.
@@ -115,16 +127,26 @@ class ShellyDeviceConsumer(AsyncWebsocketConsumer):
 
     async def _close(self, code):
         self.closing = True
-        await self.close(code=code)
+        try:
+            await self.close(code=code)
+        except Exception:
+            # Daphne (autobahn) lets an application send only 1000 or
+            # 3000-4999; uvicorn sends 1009/1011 as asked. Same meaning in the
+            # private range: 1009 -> 4009, 1011 -> 4011.
+            await self.close(code=4000 + code % 1000)
 
-    async def _tick_forever(self):
+    async def _tick_forever(self, stream: DeviceStream):
         while True:
-            await asyncio.sleep(settings.COLLECTOR_TIMER_SECONDS)
+            try:
+                await asyncio.wait_for(self.timer_stop.wait(), timeout=settings.COLLECTOR_TIMER_SECONDS)
+                return
+            except TimeoutError:
+                pass
             try:
                 await aclose_old_connections()
-                await self.stream.tick()
+                await stream.tick()
             except Exception:
-                log.exception("timer failed", extra={"event": "ws_error", "device_id": self.stream.device_id})
+                log.exception("timer failed", extra={"event": "ws_error", "device_id": stream.device_id})
                 # The device reconnects and its state is loaded fresh from the database.
                 await self._close(CLOSE_INTERNAL_ERROR)
                 return
