@@ -20,7 +20,7 @@ turned into instants, and each piece's period is read at its middle, so a
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -156,7 +156,9 @@ def _local_instant(day: date, minute: int, zone: ZoneInfo) -> datetime:
     # A wall time that does not exist (spring forward) resolves with the
     # pre-change offset; one that exists twice (fall back) to its first
     # occurrence. Periods are read at each piece's middle, so either is safe.
-    return datetime.combine(day, time(minute // 60, minute % 60), tzinfo=zone)
+    # UTC out: arithmetic between two datetimes of one zone is wall-clock,
+    # which would make a DST day 24 h long.
+    return datetime.combine(day, time(minute // 60, minute % 60), tzinfo=zone).astimezone(UTC)
 
 
 def split_by_tariff_period(
@@ -164,6 +166,7 @@ def split_by_tariff_period(
 ) -> list[TariffSlice]:
     """Split the energy used over [start, end) across tariff periods, proportionally to time."""
     zone = zone or site_zone()
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     total_s = (end - start).total_seconds()
     if total_s <= 0:
         period = rules.period_at(start.astimezone(zone))
