@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 
 from collector.simulators.rpc3em import Rpc3emSimulator
 
@@ -45,3 +47,6 @@ async def start_meter_fixture():
     yield start
     for meter in meters:
         await meter.stop()
+    # Code under test queried from asgiref's worker thread: close that
+    # connection, or PostgreSQL refuses to drop the test database.
+    await sync_to_async(connections.close_all)()
