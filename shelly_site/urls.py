@@ -17,6 +17,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
+    path("api/v1/", include("configs.api_urls")),
     path("api/v1/", include("collector.api.urls")),
     # §4.2 alias for relays configured with the short path.
     re_path(r"^api/ingest/batch/?$", api_views.BatchIngestView.as_view(schema=None), name="ingest-batch-alias"),

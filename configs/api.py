@@ -1,0 +1,205 @@
+"""/api/v1 endpoints of configs: cycles with impact, impact totals, config versions, tariffs, pump models."""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import exceptions, mixins, serializers, status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from collector.api import csv_export
+from collector.api.pagination import ApiCursorPagination
+from collector.api.permissions import ApiWriteAccess
+from collector.api.views import FORMAT_PARAMETER, CSVExportMixin
+from collector.models import Channel
+from configs import selectors
+from configs.models import EmissionFactorSet, PumpModel, Tariff
+from configs.serializers import (
+    ConfigVersionSerializer,
+    CycleSerializer,
+    EmissionFactorSetSerializer,
+    ImpactSummarySerializer,
+    NewConfigVersionSerializer,
+    PumpModelSerializer,
+    TariffSerializer,
+)
+from configs.services import ConfigVersionError, open_new_config_version
+
+CYCLE_CSV_HEADER = (
+    "id",
+    "channel",
+    "device_id",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "energy_wh",
+    "energy_method",
+    "avg_power_W",
+    "peak_power_W",
+    "is_noise",
+    *selectors.IMPACT_SUMS,
+    "currency",
+)
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class CycleQuerySerializer(serializers.Serializer):
+    channel = serializers.IntegerField(required=False, min_value=1)
+    include_noise = serializers.BooleanField(required=False, default=False)
+
+    def to_internal_value(self, data):
+        values = super().to_internal_value(data)
+        for name in ("from", "to"):
+            raw = data.get(name)
+            if raw:
+                try:
+                    values[name] = serializers.DateTimeField().to_internal_value(raw)
+                except serializers.ValidationError as error:
+                    raise serializers.ValidationError({name: error.detail}) from None
+        return values
+
+
+class ImpactQuerySerializer(CycleQuerySerializer):
+    period = serializers.ChoiceField(["day", "week", "month", "year"], default="day")
+
+
+RANGE_PARAMETERS = [
+    OpenApiParameter("channel", OpenApiTypes.INT, description="Channel id."),
+    OpenApiParameter("from", OpenApiTypes.DATETIME, description="Cycles started at or after (ISO-8601)."),
+    OpenApiParameter("to", OpenApiTypes.DATETIME, description="Cycles started before (ISO-8601)."),
+    OpenApiParameter("include_noise", OpenApiTypes.BOOL, description="Include cycles shorter than min_cycle."),
+]
+
+
+class CyclePagination(ApiCursorPagination):
+    ordering = ("-started_at", "id")
+
+
+@extend_schema_view(list=extend_schema(parameters=[*RANGE_PARAMETERS, FORMAT_PARAMETER]))
+class CycleViewSet(CSVExportMixin, viewsets.ReadOnlyModelViewSet):
+    """Pump cycles, newest first, with impact and cost inline (totals and one part per config version)."""
+
+    serializer_class = CycleSerializer
+    pagination_class = CyclePagination
+    filter_backends = []
+
+    def query(self):
+        query = CycleQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return query.validated_data
+
+    def get_queryset(self):
+        if self.action != "list":
+            return selectors.cycles(include_noise=True)
+        q = self.query()
+        return selectors.cycles(
+            channel_id=q.get("channel"), start=q.get("from"), end=q.get("to"), include_noise=q["include_noise"]
+        )
+
+    def list(self, request, *args, **kwargs):
+        if self.wants_csv(request):
+            cycles = self.get_queryset().order_by("started_at", "id")
+            return csv_export.stream_csv(request, CYCLE_CSV_HEADER, _cycle_csv_rows(cycles), filename="cycles.csv")
+        return super().list(request, *args, **kwargs)
+
+
+def _cycle_csv_rows(cycles):
+    for cycle in cycles.iterator(chunk_size=csv_export.CHUNK_SIZE):
+        totals = selectors.impact_totals(list(cycle.impacts.all())) if cycle.ended_at else {}
+        yield (
+            cycle.pk,
+            cycle.channel_id,
+            cycle.channel.device.device_id,
+            cycle.started_at.isoformat(),
+            cycle.ended_at.isoformat() if cycle.ended_at else "",
+            cycle.duration_s,
+            _blank(cycle.energy_wh),
+            cycle.energy_method,
+            _blank(cycle.avg_power_w),
+            _blank(cycle.peak_power_w),
+            int(cycle.is_noise),
+            *(_blank(totals.get(name)) for name in selectors.IMPACT_SUMS),
+            totals.get("currency", ""),
+        )
+
+
+def _blank(value):
+    return "" if value is None else value
+
+
+class ImpactView(APIView):
+    """Impact and cost totals per channel and per local day, week, month or year."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("period", OpenApiTypes.STR, enum=["day", "week", "month", "year"], description="Bucket."),
+            *RANGE_PARAMETERS,
+        ],
+        responses=ImpactSummarySerializer,
+    )
+    def get(self, request):
+        query = ImpactQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        results = selectors.impact_by_period(
+            period=q["period"],
+            channel_id=q.get("channel"),
+            start=q.get("from"),
+            end=q.get("to"),
+            include_noise=q["include_noise"],
+        )
+        payload = {"period": q["period"], "timezone": settings.TIME_ZONE, "results": results}
+        return Response(ImpactSummarySerializer(payload).data)
+
+
+class ChannelConfigVersionsView(APIView):
+    """A channel's config history (newest first); POST opens a new version (needs write permission)."""
+
+    permission_classes = [ApiWriteAccess]
+
+    @extend_schema(responses=ConfigVersionSerializer(many=True))
+    def get(self, request, channel_id):
+        channel = get_object_or_404(Channel, pk=channel_id)
+        versions = channel.config_versions.select_related("created_by").order_by("-effective_from")
+        return Response(ConfigVersionSerializer(versions, many=True).data)
+
+    @extend_schema(request=NewConfigVersionSerializer, responses={201: ConfigVersionSerializer})
+    def post(self, request, channel_id):
+        channel = get_object_or_404(Channel, pk=channel_id)
+        body = NewConfigVersionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        # A token acts as its user when it has one (request.user is then a stand-in, not a User).
+        user = request.user if isinstance(request.user, get_user_model()) else getattr(request.auth, "user", None)
+        try:
+            version = open_new_config_version(channel=channel, created_by=user, **body.validated_data)
+        except ConfigVersionError as error:
+            raise Conflict(" ".join(error.messages)) from None
+        return Response(ConfigVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class TariffViewSet(viewsets.ReadOnlyModelViewSet):
+    """Tariffs with their rules (periods in the site time zone)."""
+
+    queryset = Tariff.objects.all()
+    serializer_class = TariffSerializer
+    pagination_class = None
+
+
+class PumpModelViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = PumpModel.objects.all()
+    serializer_class = PumpModelSerializer
+    pagination_class = None
+
+
+class EmissionFactorSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Emission factor sets, each value with its source."""
+
+    queryset = EmissionFactorSet.objects.all()
+    serializer_class = EmissionFactorSetSerializer
+    pagination_class = None
