@@ -32,3 +32,19 @@ def schedule_sweep_at_next_expiry() -> None:
             "next_run": expiry + timedelta(seconds=1),
         },
     )
+
+
+def pull_energy_intervals(device_pk: int) -> str:
+    """Read a polled meter's EMData records from its cursor (also the admin's "pull now")."""
+    from collector import polling
+
+    result = polling.pull_device_intervals(device_pk)
+    return f"{result.records} record(s), {result.written} interval row(s) written"
+
+
+def backfill_energy_intervals(device_pk: int) -> str:
+    """Re-read yesterday's EMData records of a polled meter (the poller also does it nightly)."""
+    from collector import polling
+
+    result = polling.pull_device_intervals(device_pk, previous_day=True)
+    return f"{result.records} record(s), {result.written} interval row(s) written"
