@@ -93,7 +93,7 @@ def scenario_profiles(scenario: str, rng: random.Random, **overrides) -> list[Lo
             profiles.append(LoadProfile(kind="synchronized", **values))
         return profiles
     return [
-        LoadProfile(kind="steady", steady_w=round(rng.uniform(100.0, 2000.0), 1), noise=0.02)
+        LoadProfile(kind="steady", steady_w=round(rng.uniform(100.0, 2000.0), 1), noise=0.004)
         for _ in range(SWITCH_COUNT)
     ]
 

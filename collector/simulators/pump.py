@@ -29,7 +29,7 @@ class LoadProfile:
     steady_w: float = 800.0
     run_s: float = 180.0
     idle_s: float = 420.0
-    noise: float = 0.015  # standard deviation, fraction of steady power
+    noise: float = 0.008  # standard deviation, fraction of steady power (800 W: ±6 W)
     inrush: float = 4.0  # multiple of steady power at switch-on
     inrush_tau_s: float = 0.8
     glitch_p: float = 0.01  # chance that a reading inside a run is an erratic 0 W
