@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -49,7 +50,15 @@ def _code(exc: exceptions.APIException) -> str:
     return "invalid" if isinstance(exc, exceptions.ValidationError) else exc.default_code
 
 
+def _answer_in_json(context) -> None:
+    # Whatever the view renders (YAML schema, CSV, HTML), an error is JSON.
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+
+
 def api_exception_handler(exc, context):
+    _answer_in_json(context)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

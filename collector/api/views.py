@@ -49,7 +49,11 @@ class CSVRenderer(BaseRenderer):
 
 
 class CSVExportMixin:
-    """Adds `?format=csv` to a list view; errors stay JSON in the one error shape."""
+    """Adds `?format=csv` to a list view.
+
+    Only the list streams CSV; any other answer of the view (an error, OPTIONS,
+    a detail) is rendered as JSON.
+    """
 
     def get_renderers(self):
         return [*super().get_renderers(), CSVRenderer()]

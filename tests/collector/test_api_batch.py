@@ -211,7 +211,9 @@ def test_same_batch_twice_writes_no_new_rows(ingest_api):
 
 def test_items_out_of_order_are_sorted_per_channel(ingest_api):
     channel = Channel.objects.create(device=Device.objects.create(device_id=DEVICE), key="switch:0", policy="events")
-    t = minutes_ago(30)
+    # Minute 1 of a 5-minute slot: no clock-aligned `sample` row falls inside the run.
+    t = minutes_ago(30).replace(second=0)
+    t -= timedelta(minutes=t.minute % 5 - 1)
     # Newest first on purpose: the pipeline sorts by time, so the start is the earliest.
     messages = [reading(t + timedelta(minutes=m), p) for m, p in [(9, 0.0), (3, 0.0), (1, 495.0), (0, 500.0)]]
     response = push(ingest_api, messages)
