@@ -115,7 +115,7 @@ class ImpactCalculator:
             start=cycle.started_at, end=cycle.ended_at, versions=self.versions.get(cycle.channel_id, ())
         )
         impacts = []
-        for part_start, part_end, version in parts:
+        for index, (part_start, part_end, version) in enumerate(parts):
             part_s = (part_end - part_start).total_seconds()
             share = part_s / cycle.duration_s if cycle.duration_s else 1.0
             energy_wh = cycle.energy_wh * share if cycle.energy_wh is not None else None
@@ -136,6 +136,8 @@ class ImpactCalculator:
                     starts_at=part_start,
                     ends_at=part_end,
                     duration_s=part_s,
+                    cycle_count=1 if index == 0 else 0,
+                    is_noise=cycle.is_noise,
                     energy_cost=cost,
                     currency=tariff.currency if tariff else "",
                     **{name: getattr(figures, name) for name in ImpactFigures.__slots__},
@@ -162,7 +164,9 @@ def recompute_cycle_impacts(
     if end is not None:
         cycles = cycles.filter(started_at__lte=end)
     cycles = list(
-        cycles.only("pk", "channel_id", "channel__device_id", "started_at", "ended_at", "duration_s", "energy_wh")
+        cycles.only(
+            "pk", "channel_id", "channel__device_id", "started_at", "ended_at", "duration_s", "energy_wh", "is_noise"
+        )
     )
     if not cycles:
         return 0

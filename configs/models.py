@@ -263,6 +263,10 @@ class CycleImpact(models.Model):
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
     duration_s = models.FloatField()
+    # Copied from the cycle so period totals need no join: 1 on a cycle's
+    # first part (counts the cycle once), and its noise flag.
+    cycle_count = models.PositiveSmallIntegerField(default=1)
+    is_noise = models.BooleanField(default=False)
     energy_kwh = models.FloatField(null=True)
     volume_m3 = models.FloatField(null=True)
     bod5_kg = models.FloatField(null=True)

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from django.db.models import Count, Prefetch, QuerySet, Sum
+from django.db.models import Prefetch, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncMonth, TruncWeek, TruncYear
 
 from collector.models import Cycle
@@ -74,12 +74,12 @@ def impact_by_period(
     if end is not None:
         parts = parts.filter(starts_at__lt=end)
     if not include_noise:
-        parts = parts.filter(cycle__is_noise=False)
+        parts = parts.filter(is_noise=False)
     rows = (
         parts.annotate(period_start=truncate("starts_at", tzinfo=site_zone()))
         .values("channel_id", "period_start", "currency")
         .annotate(
-            cycles=Count("cycle_id", distinct=True),
+            cycles=Sum("cycle_count"),
             running_hours=Sum("duration_s") / 3600.0,
             **{name: Sum(name) for name in IMPACT_SUMS},
         )
