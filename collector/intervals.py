@@ -19,13 +19,15 @@ GetData `values` are positional under `keys`; per-record energies are Wh of
 that interval, not counters (SHELLY.md §3, trap 3).
 """
 
+import asyncio
+import functools
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import close_old_connections, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -48,6 +50,10 @@ EMDATA_KEYS = [
     )
 ] + ["n_max_current", "n_min_current", "n_avg_current"]  # fmt: skip
 MAX_PAGES_PER_BLOCK = 10_000  # a bound against a device that keeps answering the same page
+# Interval writes run on their own database thread: a catch-up of hours of
+# records must not hold up the live samples, which go through asgiref's
+# single sync thread (sync_to_async).
+_db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intervals-db")
 
 
 @dataclass(frozen=True)
@@ -250,6 +256,23 @@ def _mark_pulled(device_pk: int) -> datetime | None:
     return Device.objects.filter(pk=device_pk).values_list("last_interval_end", flat=True).first()
 
 
+def with_fresh_connection(func, *args, **kwargs):
+    # A long-running poller has no request cycle that would drop a dead or
+    # expired connection (database restart, CONN_MAX_AGE): do it here.
+    close_old_connections()
+    return func(*args, **kwargs)
+
+
+async def _on_db_thread(func, *args, **kwargs):
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_db_thread, functools.partial(with_fresh_connection, func, *args, **kwargs))
+
+
+def close_db_connections() -> None:
+    """Close the interval thread's connection (tests, shutdown)."""
+    _db_thread.submit(connections.close_all).result()
+
+
 # -- pulling (async, device) --------------------------------------------------------
 async def _blocks(client, source: DataSource, since: int) -> list[dict]:
     answer = await client.emdata_records(component=source.component, data_id=source.data_id, since=since)
@@ -281,7 +304,7 @@ async def _pull_block(client, device, source, block, *, since, until, result, mo
         if rows:
             stored_end = max(int(row.end.timestamp()) for row in rows)
         cursor = _at(stored_end) if (move_cursor and stored_end) else None
-        inserted, updated, unchanged = await sync_to_async(store_intervals)(device, rows, cursor=cursor)
+        inserted, updated, unchanged = await _on_db_thread(store_intervals, device, rows, cursor=cursor)
         result.inserted += inserted
         result.updated += updated
         result.unchanged += unchanged
@@ -330,8 +353,8 @@ async def pull_intervals(
         if source_end:
             ends.append(source_end)
     if move_cursor and not per_page_cursor and ends:
-        await sync_to_async(store_intervals)(device, [], cursor=_at(min(ends)))
-    result.cursor = await sync_to_async(_mark_pulled)(device.pk)
+        await _on_db_thread(store_intervals, device, [], cursor=_at(min(ends)))
+    result.cursor = await _on_db_thread(_mark_pulled, device.pk)
     device.last_interval_end = result.cursor
     return result
 

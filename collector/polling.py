@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 LIVE_RETRY = RetryPolicy(attempts=2, base_s=0.2, max_s=1.0)
 BACKFILL_AFTER = (0, 5)  # local hh, mm: yesterday is complete on the device by then
 MAX_TIMINGS = 20_000
+MAX_PENDING_STORES = 10
 
 frames_in = metrics.frames_in.labels(Transport.RPC_POLL.value)
 live_failures = metrics.poll_failures.labels("live")
@@ -56,6 +57,7 @@ class PollStats:
     polls_ok: int = 0
     polls_failed: int = 0
     ticks_skipped: int = 0
+    stores_dropped: int = 0
     intervals_written: int = 0
     interval_pulls: int = 0
     drifts: deque = field(default_factory=lambda: deque(maxlen=MAX_TIMINGS))  # s late vs the grid
@@ -111,6 +113,8 @@ class DevicePoller:
         self.failing = False
         self.pull_now = asyncio.Event()
         self.stop_event = asyncio.Event()
+        self.pending_stores = 0
+        self._last_store: asyncio.Task | None = None
         self.backfilled_for = timezone.localdate()  # startup catch-up comes from the cursor
 
     @property
@@ -121,6 +125,8 @@ class DevicePoller:
         try:
             await asyncio.gather(self._live_loop(stop), self._interval_loop(stop))
         finally:
+            if self._last_store is not None:
+                await asyncio.wait([self._last_store], timeout=10)
             await self.client.aclose()
 
     # -- live ----------------------------------------------------------------
@@ -131,7 +137,7 @@ class DevicePoller:
         while not await _wait(stop, next_at - time.monotonic()):
             started = time.monotonic()
             self.stats.drifts.append(started - next_at)
-            await self.poll_live(started)
+            await self.poll_live(started, wait_for_store=False)
             next_at += period
             now = time.monotonic()
             if next_at <= now:
@@ -140,7 +146,10 @@ class DevicePoller:
                 self.stats.ticks_skipped += missed
                 next_at += missed * period
 
-    async def poll_live(self, started: float | None = None) -> bool:
+    async def poll_live(self, started: float | None = None, *, wait_for_store: bool = True) -> bool:
+        """One GetStatus. The schedule does not wait for the database: storing is
+        chained per device (samples stay in order), so a slow write never makes
+        the next poll late."""
         try:
             if self.needs_info:
                 await self.refresh_info()
@@ -154,14 +163,6 @@ class DevicePoller:
             return False
         received_at = timezone.now()
         frames_in.inc()
-        samples = samples_from_status(self.device.device_id, status if isinstance(status, dict) else {}, received_at)
-        try:
-            await self.pipeline.aingest(samples)
-            await sync_to_async(services.record_poll_success)(self.device.pk, at=received_at)
-        except Exception as exc:  # a database hiccup must not end the schedule
-            log.exception("storing a poll failed", extra={"event": "poll_store_failed", "device_id": self.device_id})
-            await self._failed("live", exc)
-            return False
         self.stats.polls_ok += 1
         self.stats.poll_times.append(started if started is not None else time.monotonic())
         if self.failing:
@@ -170,7 +171,36 @@ class DevicePoller:
             self.failing = False
             self.needs_info = True
             self.pull_now.set()
-        return True
+        samples = samples_from_status(self.device.device_id, status if isinstance(status, dict) else {}, received_at)
+        stored = self._queue_store(samples, received_at)
+        return await stored if wait_for_store else True
+
+    def _queue_store(self, samples, received_at) -> asyncio.Future:
+        if self.pending_stores >= MAX_PENDING_STORES:
+            # The database is far behind: drop this poll rather than grow without bound.
+            self.stats.stores_dropped += 1
+            dropped = asyncio.get_running_loop().create_future()
+            dropped.set_result(False)
+            return dropped
+        self.pending_stores += 1
+        self._last_store = asyncio.create_task(self._store(samples, received_at, self._last_store))
+        return self._last_store
+
+    async def _store(self, samples, received_at, previous) -> bool:
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await self.pipeline.aingest(samples)
+            await sync_to_async(intervals.with_fresh_connection)(
+                services.record_poll_success, self.device.pk, at=received_at
+            )
+            return True
+        except Exception as exc:  # a database hiccup must not end the schedule
+            log.exception("storing a poll failed", extra={"event": "poll_store_failed", "device_id": self.device_id})
+            await self._failed("live", exc)
+            return False
+        finally:
+            self.pending_stores -= 1
 
     async def refresh_info(self) -> None:
         try:
@@ -195,7 +225,9 @@ class DevicePoller:
         message = str(exc) or type(exc).__name__
         log.warning("poll failed", extra={"event": f"poll_{kind}_failed", "device_id": self.device_id})
         try:
-            await sync_to_async(services.record_poll_failure)(self.device.pk, message, at=timezone.now())
+            await sync_to_async(intervals.with_fresh_connection)(
+                services.record_poll_failure, self.device.pk, message, at=timezone.now()
+            )
         except Exception:
             log.exception("recording a poll failure failed", extra={"event": "poll_health_failed"})
 

@@ -7,6 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
+from collector import intervals
 from collector.simulators.rpc3em import Rpc3emSimulator
 
 PRO3EM_FIXTURE = "aioshelly_pro3em_SPEM-003CEBEU_fw1.1.0_full.json"
@@ -50,3 +51,4 @@ async def start_meter_fixture():
     # Code under test queried from asgiref's worker thread: close that
     # connection, or PostgreSQL refuses to drop the test database.
     await sync_to_async(connections.close_all)()
+    intervals.close_db_connections()
