@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from collector import cycles
 from collector.models import (
     ApiToken,
     Channel,
@@ -12,6 +13,7 @@ from collector.models import (
     IngestToken,
     PowerLog,
 )
+from configs.admin import ConfigHistoryInline
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -104,7 +106,7 @@ class ChannelAdmin(admin.ModelAdmin):
     search_fields = ("name", "key", "device__device_id", "device__name")
     list_select_related = ("device", "state")
     raw_id_fields = ("device",)
-    inlines = [ChannelStateInline]
+    inlines = [ChannelStateInline, ConfigHistoryInline]
     fieldsets = (
         (None, {"fields": ("device", "key", "name", "enabled")}),
         (
@@ -168,6 +170,13 @@ class CycleAdmin(ReadOnlyAdmin):
     date_hierarchy = "started_at"
     list_select_related = ("channel", "channel__device")
     raw_id_fields = ("channel",)
+    actions = ["rebuild_selected_channels"]
+
+    @admin.action(description=_("Rebuild the cycles of these cycles' channels"))
+    def rebuild_selected_channels(self, request, queryset):
+        channels = list({cycle.channel for cycle in queryset.select_related("channel")})
+        cycles.rebuild_cycles(channels=channels)
+        self.message_user(request, _("Rebuilt the cycles of %(n)d channel(s).") % {"n": len(channels)})
 
 
 class SecretTokenAdmin(admin.ModelAdmin):

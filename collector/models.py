@@ -210,7 +210,11 @@ class Cycle(models.Model):
     class Meta:
         ordering = ["-started_at"]
         constraints = [models.UniqueConstraint(fields=["channel", "started_at"], name="cycle_unique_start")]
-        indexes = [models.Index(fields=["channel", "started_at"], name="cycle_channel_start_idx")]
+        indexes = [
+            models.Index(fields=["channel", "started_at"], name="cycle_channel_start_idx"),
+            # The unfiltered cycles list (API, admin) pages newest first.
+            models.Index(fields=["-started_at", "id"], name="cycle_started_idx"),
+        ]
         verbose_name = _("cycle")
 
     @property

@@ -217,6 +217,30 @@ def samples_from_status(device_id: str, status: dict, ts: datetime, only=None) -
     return samples
 
 
+# Fields only a status (not a config, not device info) carries.
+STATUS_MARKERS = {"sys": ("uptime", "unixtime", "ram_free"), "switch": ("apower", "output"), "em": ("total_act_power",)}
+
+
+def is_status_result(result) -> bool:
+    """Whether an RPC result is a Shelly.GetStatus answer.
+
+    A relayed `Shelly.GetConfig` result also has `switch:0` or `sys` keys; taken
+    for a full status it would wipe the device's known power.
+    """
+    if not isinstance(result, dict):
+        return False
+    for key, value in result.items():
+        markers = STATUS_MARKERS.get(component_type(key))
+        if markers and isinstance(value, dict) and any(m in value for m in markers):
+            return True
+    return any(
+        component_type(k) in POWER_COMPONENTS
+        and isinstance(v, dict)
+        and ("apower" in v or "act_power" in v or "a_act_power" in v)
+        for k, v in result.items()
+    )
+
+
 @dataclass
 class ParsedFrame:
     device_id: str | None
@@ -261,7 +285,7 @@ class DeviceStatusTracker:
         if "result" in frame and method is None:
             parsed.kind = "response"
             result = frame["result"]
-            if isinstance(result, dict) and any(":" in k or k in ("sys", "wifi") for k in result):
+            if is_status_result(result):
                 # A GetStatus result has no `ts`; its `sys.unixtime` is the device clock, which keeps
                 # it on the same time base as the notifications around it (a sample not after the
                 # last one is a duplicate, so mixing server and device time would drop samples).

@@ -61,3 +61,21 @@ def test_power_logs_filter_by_channel(admin_client):
     page = admin_client.get(reverse("admin:collector_powerlog_changelist"), {"channel__id__exact": b.pk})
     text = page.content.decode()
     assert "222" in text and "111.0" not in text
+
+
+def test_rebuild_action_recreates_a_deleted_cycle(admin_client):
+    from collector.models import Cycle
+    from collector.pipeline import close_expired_runs
+
+    ch = make_channel(policy="events")
+    ingest_samples([sample(at(60 * k), 500, channel=ch) for k in range(6)])
+    close_expired_runs(now=at(1000))
+    cycle = Cycle.objects.get(channel=ch)
+    Cycle.objects.filter(pk=cycle.pk).update(duration_s=1)
+    response = admin_client.post(
+        reverse("admin:collector_cycle_changelist"),
+        {"action": "rebuild_selected_channels", "_selected_action": [cycle.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert Cycle.objects.get(channel=ch).duration_s == 300

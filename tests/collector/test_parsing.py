@@ -328,3 +328,24 @@ def test_missing_timestamp_uses_server_time_without_skew():
     parsed = parse(notify("NotifyStatus", {"switch:0": {"id": 0, "apower": 5.0}}, ts=None))
 
     assert not parsed.clock_skew and parsed.samples[0].ts == NOW
+
+
+def test_a_relayed_getconfig_result_does_not_wipe_the_known_status():
+    from datetime import UTC, datetime
+
+    from collector.parsing import DeviceStatusTracker
+
+    now = datetime.now(UTC)
+    tracker = DeviceStatusTracker()
+    src = "shellypro4pm-aabbccddeeff"
+    full = {"src": src, "method": "NotifyFullStatus", "params": {"ts": now.timestamp(), "switch:0": {
+        "id": 0, "apower": 512.0, "voltage": 230.1, "aenergy": {"total": 10.0}}}}  # fmt: skip
+    tracker.parse(full, received_at=now)
+    config = {"id": 7, "src": src, "result": {"switch:0": {"id": 0, "name": "Pump", "in_mode": "follow"},
+              "sys": {"device": {"name": "x"}}}}  # fmt: skip
+    parsed = tracker.parse(config, received_at=now)
+    assert parsed.kind == "response" and parsed.samples == []
+    partial = {"src": src, "method": "NotifyStatus", "params": {"ts": now.timestamp() + 1, "switch:0": {
+        "id": 0, "aenergy": {"total": 11.0}}}}  # fmt: skip
+    [sample] = tracker.parse(partial, received_at=now).samples
+    assert (sample.apower_w, sample.voltage_v, sample.energy_total_wh) == (512.0, 230.1, 11.0)
