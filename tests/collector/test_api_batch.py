@@ -268,8 +268,10 @@ async def test_raw_frames_in_a_batch_give_the_same_rows_as_the_websocket(setting
     from shelly_site.asgi import application
 
     settings.COLLECTOR_AUTO_REGISTER = True
-    # Device time within the clock-skew window, so both paths use it.
-    t0 = round(time.time() - 240, 2)
+    # Device time within the clock-skew window, so both paths use it; and the
+    # run's last active sample (t0 + 61) recent enough that the consumer's
+    # wall-clock timer cannot close the run before the frame that ends it.
+    t0 = round(time.time() - 100, 2)
     ws_device, batch_device = "shellypro4pm-aaaaaaaaaaaa", "shellypro4pm-bbbbbbbbbbbb"
 
     @sync_to_async
