@@ -10,12 +10,13 @@ import asyncio
 import logging
 from urllib.parse import parse_qs
 
-from channels.db import aclose_old_connections, database_sync_to_async
+from channels.db import aclose_old_connections
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from collector import metrics
+from collector.db import run_in_db_thread
 from collector.parsing import FrameError
 from collector.transports import DeviceStream, authenticate_ingest_token, bootstrap_frames
 
@@ -69,7 +70,7 @@ class ShellyDeviceConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         offered = self.scope.get("subprotocols") or ()
-        token = await database_sync_to_async(authenticate_ingest_token)(raw_token(self.scope))
+        token = await run_in_db_thread(authenticate_ingest_token)(raw_token(self.scope))
         # Channels can send a custom close code only after the handshake.
         await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
         if token is None:

@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from collector import metrics, policies
+from collector.db import run_in_db_thread
 from collector.models import Channel, ChannelState, Device, PowerLog, Transport, WritePolicy
 from collector.policies import ChannelRules, Outcome, RunState
 from collector.samples import Sample
@@ -302,18 +302,18 @@ class Pipeline:
     async def aingest(self, samples) -> IngestResult:
         """Async entry point for consumers: decisions in the event loop, DB only when needed."""
         if any((s.device_id, s.channel_key) not in self.runtimes for s in samples):
-            await sync_to_async(self.load)(samples)
+            await run_in_db_thread(self.load)(samples)
         result = IngestResult()
         plans = self.apply(samples, result)
         if self.needs_persist(plans):
-            result.add(await sync_to_async(self.persist)(plans))
+            result.add(await run_in_db_thread(self.persist)(plans))
         return result
 
     async def atick(self, now: datetime | None = None, *, flush_all=False) -> IngestResult:
         """Timer: close expired runs and flush state that is due."""
         plans = self.close_expired(now or timezone.now())
         if flush_all or self.needs_persist(plans):
-            return await sync_to_async(self.persist)(plans, flush_all=flush_all)
+            return await run_in_db_thread(self.persist)(plans, flush_all=flush_all)
         return IngestResult()
 
 

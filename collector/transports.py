@@ -17,11 +17,11 @@ import logging
 import time
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from collector import metrics
+from collector.db import run_in_db_thread
 from collector.models import Device, IngestToken, Transport
 from collector.parsing import DeviceStatusTracker, FrameError, decode_frame
 from collector.pipeline import Pipeline
@@ -162,7 +162,7 @@ class DeviceStream:
         return True
 
     async def _touch(self, device_id: str) -> None:
-        found = await sync_to_async(_touch_device)(device_id, timezone.now())
+        found = await run_in_db_thread(_touch_device)(device_id, timezone.now())
         delay = LAST_SEEN_EVERY_SECONDS if found else LAST_SEEN_RETRY_SECONDS
         self.last_seen_due[device_id] = time.monotonic() + delay
 
