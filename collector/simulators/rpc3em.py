@@ -700,6 +700,7 @@ async def run_command(options: dict, *, stdout, stop: asyncio.Event) -> str:
         password=options["meter_password"],
         history_s=int(options["history_hours"] * 3600),
         power_loss=not options["no_power_loss"],
+        first_index=options.get("seed") or 0,
     )
     for meter in meters:
         stdout.write(f"{meter.device_id} ({meter.model_id}, {meter.profile}) on http://{meter.address}/")
