@@ -681,7 +681,9 @@ async def serve_meters(
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("rpc3em (HTTP RPC energy meter, polled)")
     group.add_argument("--rpc-host", default="127.0.0.1", help="Address the meters listen on.")
-    group.add_argument("--rpc-port", type=int, default=8081, help="Port of the first meter (next ones count up).")
+    group.add_argument(
+        "--rpc-port", type=int, default=8081, help="Port of the first meter (next ones count up; 0: any free ports)."
+    )
     group.add_argument("--profile", choices=["triphase", "monophase"], default="triphase")
     group.add_argument("--meter-model", choices=sorted(MODELS), default="pro3em")
     group.add_argument("--meter-password", default="", help="Enable digest auth with this password.")
