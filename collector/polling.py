@@ -35,7 +35,7 @@ from collector import intervals, metrics, services
 from collector.models import Device, Transport
 from collector.parsing import samples_from_status
 from collector.pipeline import Pipeline
-from collector.rpc_client import RetryPolicy, RpcError, ShellyRpcClient
+from collector.rpc_client import ComponentNotFound, MethodNotFound, RetryPolicy, RpcError, ShellyRpcClient
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class PollStats:
     interval_pulls: int = 0
     drifts: deque = field(default_factory=lambda: deque(maxlen=MAX_TIMINGS))  # s late vs the grid
     poll_times: deque = field(default_factory=lambda: deque(maxlen=MAX_TIMINGS))  # monotonic starts of good polls
+    interval_errors: deque = field(default_factory=lambda: deque(maxlen=20))
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class DevicePoller:
         self.pull_now = asyncio.Event()
         self.stop_event = asyncio.Event()
         self.pending_stores = 0
+        self.no_interval_data: str | None = None  # the profile under which the device had no EMData
         self._last_store: asyncio.Task | None = None
         self.backfilled_for = timezone.localdate()  # startup catch-up comes from the cursor
 
@@ -248,10 +250,17 @@ class DevicePoller:
             stopper.cancel()
 
     async def pull_intervals(self) -> intervals.PullResult | None:
-        if self.needs_info:
-            return None  # the profile (which components hold the records) is not known yet
+        if self.needs_info or self.no_interval_data == self.device.profile:
+            return None  # profile unknown yet, or this device keeps no EMData (a Pro 4PM)
         try:
             result = await intervals.pull_intervals(self.client, self.device)
+        except (MethodNotFound, ComponentNotFound) as exc:
+            # Not a failure: the device has no such records. Asked again only
+            # when its profile changes (a 3EM switched between triphase/monophase).
+            log.info("no interval data", extra={"event": "no_interval_data", "device_id": self.device_id})
+            self.no_interval_data = self.device.profile
+            self.stats.interval_errors.append(str(exc))
+            return None
         except RpcError as exc:
             await self._failed("intervals", exc)
             return None

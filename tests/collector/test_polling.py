@@ -140,3 +140,18 @@ async def test_shelly_host_device_is_created_once_and_updated():
     again = await sync_to_async(services.ensure_device_from_env)(host="127.0.0.1:9", password="b")
     assert first.pk == again.pk and again.password == "b" and again.transport == Transport.RPC_POLL
     assert await sync_to_async(Device.objects.count)() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_device_without_emdata_is_not_a_failing_device(start_meter):
+    meter = await start_meter(profile="monophase")
+    device = await env_device(meter)
+    poller = DevicePoller(device, fast_settings())
+    poller.needs_info = False
+    poller.device.profile = "triphase"  # as if the meter had been switched since
+    assert await poller.pull_intervals() is None
+    requests = len(meter.requests)
+    assert await poller.pull_intervals() is None  # not asked again for the same profile
+    await poller.client.aclose()
+    assert len(meter.requests) == requests
+    assert (await reload(device)).consecutive_failures == 0 and not poller.failing
