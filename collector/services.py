@@ -84,20 +84,3 @@ def record_poll_failure(device_pk: int, error: str, *, at: datetime) -> None:
 def polled_devices():
     """Enabled devices reached by local RPC polling that have a host."""
     return Device.objects.filter(transport=Transport.RPC_POLL, enabled=True).exclude(host="")
-
-
-def polling_health() -> list[dict]:
-    """Per polled device: what /healthz and the admin show."""
-    return list(
-        Device.objects.filter(transport=Transport.RPC_POLL).values(
-            "device_id",
-            "host",
-            "enabled",
-            "last_live_poll_at",
-            "last_interval_end",
-            "last_interval_pull_at",
-            "consecutive_failures",
-            "last_error",
-            "last_error_at",
-        )
-    )
