@@ -341,24 +341,31 @@ def cycle_boundary_after(channel_id: int, moment: datetime, *, rules: CycleRules
 def record_run_transitions(transitions) -> None:
     """Live hook, called inside the pipeline's transaction for every run start/stop.
 
-    Re-detects each channel's cycles from its earliest transition on (the
-    rows are already written), creating the running cycle at a start and
-    closing it at a stop. Impact is computed after commit, off the ingest path.
+    A start only opens the running cycle (cheap: it happens on the ingest
+    path, often for many channels at once when devices reconnect). A stop
+    re-detects the channel's cycles from the run's start on (the rows are
+    already written), so the stored cycles equal what `rebuild_cycles` gives.
+    Impact is computed after commit, off the ingest path.
     """
-    earliest: dict[int, datetime] = {}
+    earliest_end: dict[int, datetime] = {}
     running: dict[int, bool] = {}
+    starts: dict[int, datetime] = {}
     for runtime, outcome in transitions:
-        moments = [m for m in (outcome.started_at, outcome.ended and outcome.ended.started_at) if m]
-        if not moments:
-            continue
         channel_id = runtime.channel_id
-        earliest[channel_id] = min([*moments, earliest.get(channel_id, moments[0])])
         running[channel_id] = runtime.state.running
-    if not earliest:
+        if outcome.ended is not None:
+            moment = outcome.ended.started_at
+            earliest_end[channel_id] = min(moment, earliest_end.get(channel_id, moment))
+        if outcome.started_at is not None:
+            starts[channel_id] = outcome.started_at
+    for channel_id, started_at in starts.items():
+        if channel_id not in earliest_end:
+            Cycle.objects.get_or_create(channel_id=channel_id, started_at=started_at)
+    if not earliest_end:
         return
     closed_ids = []
-    for channel in Channel.objects.filter(pk__in=earliest.keys()):
-        result = sync_cycles(channel, start=earliest[channel.pk], still_running=running[channel.pk])
+    for channel in Channel.objects.filter(pk__in=earliest_end.keys()):
+        result = sync_cycles(channel, start=earliest_end[channel.pk], still_running=running[channel.pk])
         closed_ids.extend(result.closed_cycle_ids)
     if closed_ids:
         from configs.tasks import enqueue_cycle_impacts

@@ -247,7 +247,8 @@ class OrphanedRuns:
         self._task = None
 
     def _drop(self, pipeline: Pipeline) -> None:
-        self.pipelines.remove(pipeline)
+        if pipeline in self.pipelines:  # `clear()` may have run while a tick awaited
+            self.pipelines.remove(pipeline)
         self._failures.pop(id(pipeline), None)
 
     def _current_lock(self) -> asyncio.Lock:
