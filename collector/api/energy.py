@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from collector import energy
 from collector.api import csv_export
-from collector.api.filters import IdFilter
+from collector.api.filters import IdFilter, UtcIsoDateTimeFilter
 from collector.api.pagination import ApiCursorPagination
 from collector.api.views import FORMAT_PARAMETER, CSVExportMixin
 from collector.models import Device, EnergyInterval
@@ -57,10 +57,10 @@ class EnergyIntervalFilter(django_filters.FilterSet):
         fields = ["device", "channel", "channel_key"]
 
 
-EnergyIntervalFilter.base_filters["from"] = django_filters.IsoDateTimeFilter(
+EnergyIntervalFilter.base_filters["from"] = UtcIsoDateTimeFilter(
     field_name="start", lookup_expr="gte", help_text="Intervals starting at or after this time (ISO-8601)."
 )
-EnergyIntervalFilter.base_filters["to"] = django_filters.IsoDateTimeFilter(
+EnergyIntervalFilter.base_filters["to"] = UtcIsoDateTimeFilter(
     field_name="start", lookup_expr="lt", help_text="Intervals starting before this time (ISO-8601)."
 )
 

@@ -196,3 +196,11 @@ def test_series_bad_query_is_400(reader_api, query):
 
 def test_series_of_unknown_channel_is_404(reader_api):
     assert reader_api.get("/api/v1/series/", {"channel": 999999}).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/api/v1/power-logs/", "/api/v1/energy-intervals/"])
+def test_time_bounds_with_offsets_postgres_cannot_hold_still_work(reader_api, path):
+    # Python accepts "+19:52", PostgreSQL only ±15:59: the bound must be normalised to UTC.
+    response = reader_api.get(path, {"from": "2026-01-09T02:00:04+19:52", "to": "2026-12-01T00:00:00-22:57"})
+    assert response.status_code == 200
+    assert response.json()["results"] == []
