@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from collector.api import csv_export
+from collector.api.filters import DB_ID_MAX
 from collector.api.pagination import ApiCursorPagination
 from collector.api.permissions import ApiWriteAccess
 from collector.api.views import FORMAT_PARAMETER, CSVExportMixin
@@ -50,7 +51,7 @@ class Conflict(exceptions.APIException):
 
 
 class CycleQuerySerializer(serializers.Serializer):
-    channel = serializers.IntegerField(required=False, min_value=1)
+    channel = serializers.IntegerField(required=False, min_value=1, max_value=DB_ID_MAX)
     include_noise = serializers.BooleanField(required=False, default=False)
 
     def to_internal_value(self, data):

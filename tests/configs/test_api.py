@@ -119,3 +119,10 @@ def test_new_version_through_the_api_is_the_same_rule_as_admin(writer_api, plant
         f"/api/v1/channels/{plant.pk}/config-versions", {"flow_m3h": 1, "effective_from": at(minutes=9).isoformat()}
     )
     assert response.status_code == 409
+
+
+@pytest.mark.parametrize("path", ["/api/v1/cycles/", "/api/v1/impact/"])
+def test_a_channel_id_beyond_the_database_range_is_a_clear_400(reader_api, path):
+    response = reader_api.get(path, {"channel": "99999999999999999999"})
+    assert response.status_code == 400
+    assert "channel" in response.json()["error"]["details"]
