@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from collector.models import IngestToken
+from collector.services import ensure_device_from_env
 
 
 class Command(BaseCommand):
@@ -25,6 +26,12 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--devices", type=int, default=2, help="Simulated Pro 4PM devices (0 for none).")
         parser.add_argument("--no-worker", action="store_true", help="Do not start the django-q2 worker.")
+        parser.add_argument(
+            "--meters", type=int, default=1, help="Simulated Pro 3EM meters polled over RPC (0 for none)."
+        )
+        parser.add_argument(
+            "--meter-port", type=int, default=8081, help="Port of the first simulated meter (the next count up)."
+        )
 
     def handle(self, *args, **options):
         host, port = options["host"], options["port"]
@@ -60,6 +67,24 @@ class Command(BaseCommand):
                 "--scenario",
                 "pumps",
             ]
+        if options["meters"] > 0:
+            # Fixed ports: the polled device is found again by its host on the next run.
+            meter_port = options["meter_port"]
+            for n in range(options["meters"]):
+                self._check_port_free("127.0.0.1", meter_port + n)
+                ensure_device_from_env(host=f"127.0.0.1:{meter_port + n}")
+            processes["meters"] = [
+                python,
+                manage,
+                "simulate_shelly",
+                "--kind",
+                "rpc3em",
+                "--devices",
+                str(options["meters"]),
+                "--rpc-port",
+                str(meter_port),
+            ]
+            processes["poller"] = [python, manage, "run_poller"]
         self.stdout.write("4/4 Starting " + ", ".join(processes) + " …")
         running = self._start(processes)
         self.stdout.write(
@@ -81,7 +106,8 @@ class Command(BaseCommand):
                 sock.bind((host, port))
             except OSError as exc:
                 raise CommandError(
-                    f"Port {port} on {host} is busy ({exc.strerror}). Stop what uses it or pass --port 8001."
+                    f"Port {port} on {host} is busy ({exc.strerror}). Stop what uses it or choose another port "
+                    "(--port for the web server, --meter-port for the simulated meters)."
                 ) from None
 
     def _secret_file(self, name) -> Path:
