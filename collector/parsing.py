@@ -126,47 +126,38 @@ def _energy(status: dict, name: str):
     return _num(sub.get("total")) if isinstance(sub, dict) else None
 
 
+def _single_path_samples(device_id, key, ts, status, power_field, energy, returned) -> list[Sample]:
+    """A switch, pm1 or em1 status: one power path with voltage, current, pf and freq."""
+    power = _num(status.get(power_field))
+    if power is None:
+        return []
+    return [
+        Sample(
+            device_id=device_id,
+            channel_key=key,
+            ts=ts,
+            apower_w=power,
+            voltage_v=_num(status.get("voltage")),
+            current_a=_num(status.get("current")),
+            energy_total_wh=energy,
+            returned_energy_wh=returned,
+            pf=_num(status.get("pf")),
+            freq=_num(status.get("freq")),
+        )
+    ]
+
+
 def samples_for_component(device_id: str, key: str, status: dict, full: dict, ts: datetime) -> list[Sample]:
     """Samples of one power component, reading its energy counter where the device keeps it."""
     ctype = component_type(key)
     cid = key.split(":", 1)[1] if ":" in key else "0"
     if ctype in ("switch", "pm1"):
-        power = _num(status.get("apower"))
-        if power is None:
-            return []
-        return [
-            Sample(
-                device_id=device_id,
-                channel_key=key,
-                ts=ts,
-                apower_w=power,
-                voltage_v=_num(status.get("voltage")),
-                current_a=_num(status.get("current")),
-                energy_total_wh=_energy(status, "aenergy"),
-                returned_energy_wh=_energy(status, "ret_aenergy"),
-                pf=_num(status.get("pf")),
-                freq=_num(status.get("freq")),
-            )
-        ]
+        energy, returned = _energy(status, "aenergy"), _energy(status, "ret_aenergy")
+        return _single_path_samples(device_id, key, ts, status, "apower", energy, returned)
     if ctype == "em1":
-        power = _num(status.get("act_power"))
-        if power is None:
-            return []
         data = full.get(f"em1data:{cid}") or {}
-        return [
-            Sample(
-                device_id=device_id,
-                channel_key=key,
-                ts=ts,
-                apower_w=power,
-                voltage_v=_num(status.get("voltage")),
-                current_a=_num(status.get("current")),
-                energy_total_wh=_num(data.get("total_act_energy")),
-                returned_energy_wh=_num(data.get("total_act_ret_energy")),
-                pf=_num(status.get("pf")),
-                freq=_num(status.get("freq")),
-            )
-        ]
+        energy, returned = _num(data.get("total_act_energy")), _num(data.get("total_act_ret_energy"))
+        return _single_path_samples(device_id, key, ts, status, "act_power", energy, returned)
     if ctype == "em":
         data = full.get(f"emdata:{cid}") or {}
         samples = []
