@@ -49,12 +49,8 @@ class DeviceAdmin(admin.ModelAdmin):
     list_filter = ("transport", "enabled", "model", "auto_registered")
     search_fields = ("device_id", "name", "mac", "host")
     inlines = [ChannelInline]
-    readonly_fields = (
-        "generation",
-        "mac",
-        "firmware",
-        "app",
-        "profile",
+    reported_fields = ("generation", "mac", "firmware", "app", "profile")
+    health_fields = (
         "auto_registered",
         "last_seen",
         "last_live_poll_at",
@@ -66,27 +62,23 @@ class DeviceAdmin(admin.ModelAdmin):
         "info_fetched_at",
         "created_at",
     )
+    readonly_fields = reported_fields + health_fields
+    actions = ["pull_intervals_now"]
+
+    @admin.action(description=_("Pull energy intervals now (polled meters)"))
+    def pull_intervals_now(self, request, queryset):
+        from django_q.tasks import async_task
+
+        polled = list(queryset.filter(transport="rpc_poll").values_list("pk", flat=True))
+        for pk in polled:
+            async_task("collector.tasks.pull_energy_intervals", pk, task_name=f"pull intervals of device {pk}")
+        self.message_user(request, _("Queued an interval pull for %(n)d polled meter(s).") % {"n": len(polled)})
+
     fieldsets = (
         (None, {"fields": ("device_id", "name", "model", "transport", "enabled")}),
         (_("Polling (RPC meters)"), {"fields": ("host", "password")}),
-        (_("Reported by the device"), {"fields": ("generation", "mac", "firmware", "app", "profile")}),
-        (
-            _("Health"),
-            {
-                "fields": (
-                    "auto_registered",
-                    "last_seen",
-                    "last_live_poll_at",
-                    "last_interval_end",
-                    "last_interval_pull_at",
-                    "consecutive_failures",
-                    "last_error",
-                    "last_error_at",
-                    "info_fetched_at",
-                    "created_at",
-                )
-            },
-        ),
+        (_("Reported by the device"), {"fields": reported_fields}),
+        (_("Health"), {"fields": health_fields}),
     )
 
 

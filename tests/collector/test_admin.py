@@ -79,3 +79,22 @@ def test_rebuild_action_recreates_a_deleted_cycle(admin_client):
     )
     assert response.status_code == 200
     assert Cycle.objects.get(channel=ch).duration_s == 300
+
+
+def test_pull_intervals_action_queues_a_task_per_polled_meter(admin_client):
+    from django_q.models import OrmQ
+
+    from collector.models import Device
+
+    meter = Device.objects.create(device_id="shellypro3em-aabbccddeeff", transport="rpc_poll", host="127.0.0.1:9")
+    switch = Device.objects.create(device_id="shellypro4pm-aabbccddeeff")
+    response = admin_client.post(
+        reverse("admin:collector_device_changelist"),
+        {"action": "pull_intervals_now", "_selected_action": [meter.pk, switch.pk]},
+        follow=True,
+    )
+    assert "Queued an interval pull for 1 polled meter" in response.content.decode()
+    from django.conf import settings
+
+    if not settings.REDIS_URL:  # with Redis the queue lives in Redis, not in OrmQ
+        assert OrmQ.objects.count() == 1
