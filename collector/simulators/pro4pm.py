@@ -43,7 +43,7 @@ NOMINAL_VOLTAGE = 230.0
 FREQ = 50.0
 
 SCENARIOS = {
-    "pumps": "two pumps cycling (550–1100 W, inrush spike, on about a quarter of the time), a small steady aerator, one idle output",
+    "pumps": "two pumps cycling (550–1100 W, inrush spike, on a quarter of the time), an aerator, one idle output",
     "steady": "four outputs always on (100–2000 W with noise): a frame changes power on every channel",
     "glitchy": "pumps with frequent erratic 0 W readings and abrupt disconnects every minute",
     "burst": "every device switches all four pumps on and off in the same second (power restored after an outage)",
