@@ -398,3 +398,20 @@ async def test_reconnect_before_the_timeout_continues_the_same_run(collector_set
     assert orphaned_runs.pipelines == []
     assert [row[:3] for row in await power_logs()] == [("switch:0", "start", 480.0)]
     await second.disconnect()
+
+
+def test_token_use_is_written_at_most_once_a_minute():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from collector.transports import authenticate_ingest_token
+
+    token = IngestToken(name="site")
+    raw = token.set_new_secret()
+    token.save()
+    first = authenticate_ingest_token(raw).last_used_at
+    assert authenticate_ingest_token(raw).last_used_at == first  # a reconnect burst writes nothing
+    IngestToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now() - timedelta(minutes=2))
+    assert authenticate_ingest_token(raw).last_used_at > first
+    assert authenticate_ingest_token("wrong") is None
