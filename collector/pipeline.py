@@ -11,6 +11,7 @@ process changed the channel meanwhile, the state is reloaded and the samples
 are applied again, so two processes never both write a start or a stop.
 """
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -101,6 +102,9 @@ class Pipeline:
         self.flush_seconds = settings.COLLECTOR_STATE_FLUSH_SECONDS if flush_seconds is None else flush_seconds
         self.runtimes: dict[tuple[str, str], ChannelRuntime | None] = {}
         self.refused_devices: set[str] = set()
+        # The event loop of the async caller, so pushes after commit are handed
+        # to it instead of blocking a database thread until it gets round to them.
+        self.event_loop: asyncio.AbstractEventLoop | None = None
 
     # -- loading -----------------------------------------------------------
     def load(self, samples) -> None:
@@ -262,7 +266,7 @@ class Pipeline:
                 from collector import cycles
 
                 cycles.record_run_transitions(transitions)
-            _after_commit(plans, rows, transitions)
+            _after_commit(plans, rows, transitions, loop=self.event_loop)
         for plan in plans.values():
             plan.runtime.mark_persisted()
         result.rows_written += len(rows)
@@ -302,6 +306,7 @@ class Pipeline:
 
     async def aingest(self, samples) -> IngestResult:
         """Async entry point for consumers: decisions in the event loop, DB only when needed."""
+        self.event_loop = asyncio.get_running_loop()
         if any((s.device_id, s.channel_key) not in self.runtimes for s in samples):
             await run_in_db_thread(self.load)(samples)
         result = IngestResult()
@@ -312,6 +317,7 @@ class Pipeline:
 
     async def atick(self, now: datetime | None = None, *, flush_all=False) -> IngestResult:
         """Timer: close expired runs and flush state that is due."""
+        self.event_loop = asyncio.get_running_loop()
         plans = self.close_expired(now or timezone.now())
         if flush_all or self.needs_persist(plans):
             return await run_in_db_thread(self.persist)(plans, flush_all=flush_all)
@@ -426,13 +432,13 @@ def _count_rows(rows) -> None:
         metrics.rows_written.labels(row[reason_index]).inc()
 
 
-def _after_commit(plans, rows, transitions) -> None:
+def _after_commit(plans, rows, transitions, *, loop=None) -> None:
     from dashboard import realtime
 
     if not (rows or transitions):
         return
     channel_ids = {plan.runtime.channel_id for plan in plans.values() if plan.rows or plan.outcomes}
-    transaction.on_commit(lambda: realtime.channels_changed(channel_ids))
+    transaction.on_commit(lambda: realtime.channels_changed(channel_ids, loop=loop))
 
 
 __all__ = [

@@ -43,3 +43,18 @@ async def test_staff_gets_a_snapshot_then_a_push_when_a_run_starts():
     assert pushed["channels"][0]["running"] is True
     assert pushed["channels"][0]["last_row_reason"] == "start"
     await comm.disconnect()
+
+
+async def test_a_run_started_by_an_async_ingest_is_pushed_without_waiting_on_the_loop():
+    from collector.pipeline import Pipeline
+
+    staff = await sync_to_async(get_user_model().objects.create_user)("staff2", password="x", is_staff=True)
+    ch = await sync_to_async(make_channel)(policy="events", name="Pump P3")
+    comm = communicator(staff)
+    assert (await comm.connect())[0]
+    await comm.receive_from(timeout=5)  # snapshot
+
+    await Pipeline().aingest([sample(at(0), 900, channel=ch)])
+    pushed = json.loads(await comm.receive_from(timeout=5))
+    assert [(c["name"], c["running"]) for c in pushed["channels"]] == [("Pump P3", True)]
+    await comm.disconnect()
