@@ -1,9 +1,9 @@
-"""Collector services for polled devices: registration, device info, health (plain functions)."""
+"""Collector services (plain functions): token use, polled-device registration, device info, health."""
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from collector.models import Device, Transport
@@ -11,6 +11,22 @@ from collector.models import Device, Transport
 log = logging.getLogger(__name__)
 
 MAX_ERROR_LENGTH = 500
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
+def mark_token_used(token) -> None:
+    """Record that an ingest or API token was used, at most once a minute.
+
+    Every device of a site may share one token: writing its row on each
+    connect or request made a reconnect burst queue on that row's lock. The
+    update is conditional so concurrent users of the same token write once.
+    """
+    now = timezone.now()
+    if token.last_used_at and now - token.last_used_at < TOKEN_USE_RESOLUTION:
+        return
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - TOKEN_USE_RESOLUTION)
+    type(token).objects.filter(stale, pk=token.pk).update(last_used_at=now)
+    token.last_used_at = now
 
 
 def placeholder_device_id(host: str) -> str:

@@ -15,10 +15,9 @@ import asyncio
 import json
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from collector import metrics
@@ -26,11 +25,11 @@ from collector.db import run_in_db_thread
 from collector.models import Device, IngestToken, Transport
 from collector.parsing import DeviceStatusTracker, FrameError, decode_frame
 from collector.pipeline import Pipeline
+from collector.services import mark_token_used
 
 log = logging.getLogger(__name__)
 
 GET_STATUS_ID = 2
-TOKEN_TOUCH_EVERY = timedelta(seconds=60)
 LAST_SEEN_EVERY_SECONDS = 30.0
 # A device row may not exist yet (registered with its first samples): retry sooner.
 LAST_SEEN_RETRY_SECONDS = 5.0
@@ -55,14 +54,7 @@ def authenticate_ingest_token(raw: str | None) -> IngestToken | None:
     token = IngestToken.objects.matching(raw).select_related("device").first()
     if token is None:
         return None
-    now = timezone.now()
-    # Every device of a site may share one token: writing its row on each
-    # connect made a reconnect burst queue on that row's lock. Once a minute is
-    # enough to show the token is in use.
-    if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_EVERY:
-        stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - TOKEN_TOUCH_EVERY)
-        IngestToken.objects.filter(stale, pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
+    mark_token_used(token)
     return token
 
 

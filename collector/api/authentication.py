@@ -5,16 +5,11 @@ on its unique index. `last_used_at` is written at most once a minute per
 token, so a busy relay does not turn every request into an UPDATE.
 """
 
-from datetime import timedelta
-
-from django.db.models import Q
-from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from collector.models import ApiToken, IngestToken
-
-LAST_USED_RESOLUTION = timedelta(minutes=1)
+from collector.services import mark_token_used
 
 
 class TokenClient:
@@ -39,17 +34,6 @@ class TokenClient:
         return False
 
 
-def touch_last_used(token) -> None:
-    now = timezone.now()
-    if token.last_used_at and now - token.last_used_at < LAST_USED_RESOLUTION:
-        return
-    # Conditional so that concurrent requests of the same token write once.
-    type(token).objects.filter(pk=token.pk).filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-    ).update(last_used_at=now)
-    token.last_used_at = now
-
-
 class ApiTokenAuthentication(authentication.BaseAuthentication):
     """`Authorization: Token <raw>` (or `Bearer <raw>`) → the token's user, or a `TokenClient`."""
 
@@ -68,7 +52,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         token = ApiToken.objects.matching(raw).select_related("user").first()
         if token is None or (token.user is not None and not token.user.is_active):
             raise exceptions.AuthenticationFailed("Invalid token.")
-        touch_last_used(token)
+        mark_token_used(token)
         return (token.user or TokenClient(token), token)
 
     def authenticate_header(self, request):
@@ -88,7 +72,7 @@ class IngestKeyAuthentication(authentication.BaseAuthentication):
         token = IngestToken.objects.matching(raw).select_related("device").first()
         if token is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        touch_last_used(token)
+        mark_token_used(token)
         return (TokenClient(token), token)
 
     def authenticate_header(self, request):
