@@ -373,45 +373,35 @@ def next_run_expiry(now: datetime | None = None) -> datetime | None:
     return earliest
 
 
+# PowerLog columns in the order of the row tuples, with their PostgreSQL array types.
 POWER_LOG_COLUMNS = (
-    "timestamp",
-    "device_id",
-    "channel_id",
-    "apower_w",
-    "voltage_v",
-    "current_a",
-    "energy_total_wh",
-    "reason",
-    "idempotency_key",
-    "created_at",
+    ("timestamp", "timestamptz"),
+    ("device_id", "bigint"),
+    ("channel_id", "bigint"),
+    ("apower_w", "float8"),
+    ("voltage_v", "float8"),
+    ("current_a", "float8"),
+    ("energy_total_wh", "float8"),
+    ("reason", "text"),
+    ("idempotency_key", "text"),
+    ("created_at", "timestamptz"),
 )
-PG_COLUMN_TYPES = (
-    "timestamptz",
-    "bigint",
-    "bigint",
-    "float8",
-    "float8",
-    "float8",
-    "float8",
-    "text",
-    "text",
-    "timestamptz",
-)
+COLUMN_NAMES = tuple(name for name, _ in POWER_LOG_COLUMNS)
 
 
 def insert_power_logs(rows) -> None:
-    """Insert row tuples (POWER_LOG_COLUMNS order); a row whose idempotency key exists is skipped.
+    """Insert row tuples (COLUMN_NAMES order); a row whose idempotency key exists is skipped.
 
     On PostgreSQL one INSERT … SELECT unnest(arrays) carries the whole batch:
     building a 1000-row INSERT through the ORM cost more than the insert.
     """
     if not settings.DATABASE_IS_POSTGRES:
         PowerLog.objects.bulk_create(
-            [PowerLog(**dict(zip(POWER_LOG_COLUMNS, row, strict=True))) for row in rows], ignore_conflicts=True
+            [PowerLog(**dict(zip(COLUMN_NAMES, row, strict=True))) for row in rows], ignore_conflicts=True
         )
         return
-    columns = ", ".join(f'"{name}"' for name in POWER_LOG_COLUMNS)
-    arrays = ", ".join(f"%s::{kind}[]" for kind in PG_COLUMN_TYPES)
+    columns = ", ".join(f'"{name}"' for name in COLUMN_NAMES)
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in POWER_LOG_COLUMNS)
     connection.ensure_connection()
     # A server-side-binding cursor on Django's own connection (same
     # transaction): the default client-side binding spells 10 arrays of
@@ -421,13 +411,13 @@ def insert_power_logs(rows) -> None:
             f"INSERT INTO {PowerLog._meta.db_table} ({columns}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING",
             [
                 [None if v is None else float(v) for v in values] if kind == "float8" else list(values)
-                for kind, values in zip(PG_COLUMN_TYPES, zip(*rows, strict=True), strict=True)
+                for (_, kind), values in zip(POWER_LOG_COLUMNS, zip(*rows, strict=True), strict=True)
             ],
         )
 
 
 def _count_rows(rows) -> None:
-    reason_index = POWER_LOG_COLUMNS.index("reason")
+    reason_index = COLUMN_NAMES.index("reason")
     for row in rows:
         metrics.rows_written.labels(row[reason_index]).inc()
 
