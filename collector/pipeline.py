@@ -261,7 +261,6 @@ class Pipeline:
                 raise _StateConflict(conflicts)
             if rows:
                 insert_power_logs(rows)
-                transaction.on_commit(lambda: _count_rows(rows))
             if transitions:
                 from collector import cycles
 
@@ -423,12 +422,18 @@ def _count_rows(rows) -> None:
 
 
 def _after_commit(plans, rows, transitions, *, loop=None) -> None:
+    """Once the rows are committed: count them and tell the dashboards."""
     from dashboard import realtime
 
     if not (rows or transitions):
         return
     channel_ids = {plan.runtime.channel_id for plan in plans.values() if plan.rows or plan.outcomes}
-    transaction.on_commit(lambda: realtime.channels_changed(channel_ids, loop=loop))
+
+    def committed():
+        _count_rows(rows)
+        realtime.channels_changed(channel_ids, loop=loop)
+
+    transaction.on_commit(committed)
 
 
 __all__ = [
