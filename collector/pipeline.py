@@ -358,18 +358,13 @@ def close_expired_runs(now: datetime | None = None) -> IngestResult:
     return result
 
 
-def next_run_expiry(now: datetime | None = None) -> datetime | None:
+def next_run_expiry() -> datetime | None:
     """The earliest moment a currently running run could be closed by the sweeper."""
-    from datetime import timedelta
-
-    earliest = None
-    for state in ChannelState.objects.filter(running=True).select_related("channel"):
-        if state.last_active_at is None:
-            continue
-        expiry = state.last_active_at + timedelta(seconds=state.channel.stop_timeout_s)
-        if earliest is None or expiry < earliest:
-            earliest = expiry
-    return earliest
+    expiries = [
+        policies.run_expiry(ChannelRules.from_channel(state.channel), RunState.from_model(state))
+        for state in ChannelState.objects.filter(running=True).select_related("channel")
+    ]
+    return min((expiry for expiry in expiries if expiry is not None), default=None)
 
 
 # PowerLog columns in the order of the row tuples, with their PostgreSQL array types.

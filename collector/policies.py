@@ -7,7 +7,7 @@ rows a live stream would have given.
 """
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from collector.samples import Sample
 
@@ -130,12 +130,16 @@ def run_end(state: RunState) -> datetime | None:
     return state.first_inactive_at or state.last_active_at
 
 
+def run_expiry(rules: ChannelRules, state: RunState) -> datetime | None:
+    """The moment the running run ends for want of an active sample (stop_timeout after the last one)."""
+    if not state.running or state.last_active_at is None:
+        return None
+    return state.last_active_at + timedelta(seconds=rules.stop_timeout_s)
+
+
 def run_expired(rules: ChannelRules, state: RunState, now: datetime) -> bool:
-    return (
-        state.running
-        and state.last_active_at is not None
-        and (now - state.last_active_at).total_seconds() > rules.stop_timeout_s
-    )
+    expiry = run_expiry(rules, state)
+    return expiry is not None and now > expiry
 
 
 def close_run(rules: ChannelRules, state: RunState, *, key_base: str = "") -> Outcome:
