@@ -27,11 +27,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from collector import intervals, metrics, services
+from collector.db import run_in_db_thread
 from collector.models import Device, Transport
 from collector.parsing import samples_from_status
 from collector.pipeline import Pipeline
@@ -193,9 +193,7 @@ class DevicePoller:
             if previous is not None:
                 await asyncio.wait([previous])
             await self.pipeline.aingest(samples)
-            await sync_to_async(intervals.with_fresh_connection)(
-                services.record_poll_success, self.device.pk, at=received_at
-            )
+            await run_in_db_thread(services.record_poll_success)(self.device.pk, at=received_at)
             return True
         except Exception as exc:  # a database hiccup must not end the schedule
             log.exception("storing a poll failed", extra={"event": "poll_store_failed", "device_id": self.device_id})
@@ -211,7 +209,7 @@ class DevicePoller:
             info_failures.inc()
             raise
         old_id = self.device.device_id
-        device = await sync_to_async(services.apply_device_info)(self.device.pk, info)
+        device = await run_in_db_thread(services.apply_device_info)(self.device.pk, info)
         self.device.device_id = device.device_id
         self.device.profile = device.profile
         self.device.info_fetched_at = device.info_fetched_at
@@ -227,9 +225,7 @@ class DevicePoller:
         message = str(exc) or type(exc).__name__
         log.warning("poll failed", extra={"event": f"poll_{kind}_failed", "device_id": self.device_id})
         try:
-            await sync_to_async(intervals.with_fresh_connection)(
-                services.record_poll_failure, self.device.pk, message, at=timezone.now()
-            )
+            await run_in_db_thread(services.record_poll_failure)(self.device.pk, message, at=timezone.now())
         except Exception:
             log.exception("recording a poll failure failed", extra={"event": "poll_health_failed"})
 
@@ -308,7 +304,7 @@ class Poller:
             await self._stop_all()
 
     async def sync_devices(self) -> None:
-        devices = {d.pk: d for d in await sync_to_async(list)(services.polled_devices())}
+        devices = {d.pk: d for d in await run_in_db_thread(list)(services.polled_devices())}
         for pk in list(self.tasks):
             device = devices.get(pk)
             changed = device is None or (device.host, device.password, device.enabled) != self.pollers[pk].signature
