@@ -9,11 +9,6 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from collector.api import csv_export
-from collector.api.filters import DB_ID_MAX
-from collector.api.pagination import ApiCursorPagination
-from collector.api.permissions import ApiWriteAccess
-from collector.api.views import FORMAT_PARAMETER, CSVExportMixin
 from collector.models import Channel
 from configs import selectors
 from configs.models import EmissionFactorSet, PumpModel, Tariff
@@ -27,6 +22,11 @@ from configs.serializers import (
     TariffSerializer,
 )
 from configs.services import ConfigVersionError, open_new_config_version
+from shelly_site.api import csv_export
+from shelly_site.api.csv_export import FORMAT_PARAMETER, CSVExportMixin
+from shelly_site.api.filters import DB_ID_MAX
+from shelly_site.api.pagination import ApiCursorPagination
+from shelly_site.api.permissions import ApiWriteAccess
 
 CYCLE_CSV_HEADER = (
     "id",

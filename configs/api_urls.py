@@ -1,4 +1,4 @@
-"""/api/v1 URLs of configs (included by shelly_site/urls.py under `api/v1/`)."""
+"""The configs app's /api/v1 endpoints (mounted by `shelly_site.api.urls`)."""
 
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter

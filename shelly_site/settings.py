@@ -175,16 +175,16 @@ REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes a request without
     # credentials a 401 (session auth alone would answer 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "collector.api.authentication.ApiTokenAuthentication",
+        "shelly_site.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Read for staff and API tokens; endpoints that accept writes opt in with
-    # collector.api.permissions.ApiWriteAccess.
-    "DEFAULT_PERMISSION_CLASSES": ["collector.api.permissions.ApiReadAccess"],
+    # shelly_site.api.permissions.ApiWriteAccess.
+    "DEFAULT_PERMISSION_CLASSES": ["shelly_site.api.permissions.ApiReadAccess"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "collector.api.pagination.ApiCursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "shelly_site.api.pagination.ApiCursorPagination",
     "PAGE_SIZE": 500,
-    "EXCEPTION_HANDLER": "collector.api.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "shelly_site.api.errors.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("API_THROTTLE_ANON", default="120/min"),
@@ -202,7 +202,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "collector.api.schema.add_error_responses",
+        "shelly_site.api.schema.add_error_responses",
     ],
 }
 

@@ -6,10 +6,10 @@ from collector.api import views as api_views
 from shelly_site import views
 
 # Unknown URLs and crashes under /api/ answer in the API's JSON error shape.
-handler400 = "collector.api.errors.bad_request"
-handler403 = "collector.api.errors.permission_denied"
-handler404 = "collector.api.errors.page_not_found"
-handler500 = "collector.api.errors.server_error"
+handler400 = "shelly_site.api.errors.bad_request"
+handler403 = "shelly_site.api.errors.permission_denied"
+handler404 = "shelly_site.api.errors.page_not_found"
+handler500 = "shelly_site.api.errors.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -17,8 +17,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
-    path("api/v1/", include("configs.api_urls")),
-    path("api/v1/", include("collector.api.urls")),
+    path("api/v1/", include("shelly_site.api.urls")),
     # §4.2 alias for relays configured with the short path.
     re_path(r"^api/ingest/batch/?$", api_views.BatchIngestView.as_view(schema=None), name="ingest-batch-alias"),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -10,11 +10,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from collector import energy
-from collector.api import csv_export
-from collector.api.filters import IdFilter, UtcIsoDateTimeFilter
-from collector.api.pagination import ApiCursorPagination
-from collector.api.views import FORMAT_PARAMETER, CSVExportMixin
 from collector.models import Device, EnergyInterval
+from shelly_site.api import csv_export
+from shelly_site.api.csv_export import FORMAT_PARAMETER, CSVExportMixin
+from shelly_site.api.filters import IdFilter, UtcIsoDateTimeFilter
+from shelly_site.api.pagination import ApiCursorPagination
 
 ENERGY_INTERVAL_CSV_HEADER = (
     "start_iso",
@@ -70,7 +70,7 @@ class EnergyIntervalPagination(ApiCursorPagination):
 
 
 def _csv_rows(queryset):
-    number = csv_export._number
+    number = csv_export.csv_number
     for row in queryset.values_list(
         "start", "end", "device__device_id", "channel__key", "energy_wh", "returned_energy_wh", "avg_power_w"
     ).iterator(chunk_size=csv_export.CHUNK_SIZE):

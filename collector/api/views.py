@@ -11,18 +11,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
-from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from collector import selectors
 from collector.api import csv_export
-from collector.api.authentication import IngestKeyAuthentication
-from collector.api.errors import PayloadTooLarge
 from collector.api.filters import ChannelFilter, PowerLogFilter
 from collector.api.ingest import MAX_BATCH_ITEMS, ingest_batch
-from collector.api.pagination import PowerLogPagination
-from collector.api.permissions import HasIngestKey
 from collector.api.serializers import (
     BatchRequestSerializer,
     BatchResultSerializer,
@@ -32,39 +27,14 @@ from collector.api.serializers import (
     SeriesQuerySerializer,
     SeriesSerializer,
 )
-from collector.api.throttling import IngestRateThrottle
 from collector.models import Channel, Device
 from dashboard.selectors import channels_with_state
-
-
-class CSVRenderer(BaseRenderer):
-    """Declares `?format=csv`; the CSV itself is streamed by the view, never rendered from `data`."""
-
-    media_type = "text/csv"
-    format = "csv"
-    charset = "utf-8"
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        raise NotImplementedError("CSV is streamed by the view")
-
-
-class CSVExportMixin:
-    """Adds `?format=csv` to a list view.
-
-    Only the list streams CSV; any other answer of the view (an error, OPTIONS,
-    a detail) is rendered as JSON.
-    """
-
-    def get_renderers(self):
-        return [*super().get_renderers(), CSVRenderer()]
-
-    def wants_csv(self, request) -> bool:
-        return getattr(request, "accepted_renderer", None) is not None and request.accepted_renderer.format == "csv"
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        if isinstance(response, Response) and self.wants_csv(request):
-            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
-        return super().finalize_response(request, response, *args, **kwargs)
+from shelly_site.api.authentication import IngestKeyAuthentication
+from shelly_site.api.csv_export import FORMAT_PARAMETER, CSVExportMixin
+from shelly_site.api.errors import PayloadTooLarge
+from shelly_site.api.pagination import ApiCursorPagination
+from shelly_site.api.permissions import HasIngestKey
+from shelly_site.api.throttling import IngestRateThrottle
 
 
 class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
@@ -88,9 +58,11 @@ class ChannelViewSet(viewsets.ReadOnlyModelViewSet):
         return channels_with_state()
 
 
-FORMAT_PARAMETER = OpenApiParameter(
-    "format", OpenApiTypes.STR, enum=["json", "csv"], description="`csv`: stream every matching row as CSV."
-)
+class PowerLogPagination(ApiCursorPagination):
+    # Time order for readers; id breaks ties between channels at the same
+    # instant. DRF keys the cursor on the first field and counts an offset
+    # through equal timestamps, so each row appears exactly once.
+    ordering = ("timestamp", "id")
 
 
 @extend_schema_view(list=extend_schema(parameters=[FORMAT_PARAMETER]))

@@ -8,9 +8,9 @@ from rest_framework.test import APIRequestFactory
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from collector.api.errors import api_exception_handler
-from collector.api.permissions import ApiWriteAccess
 from collector.models import ApiToken
+from shelly_site.api.errors import api_exception_handler
+from shelly_site.api.permissions import ApiWriteAccess
 from tests.api_base import *  # noqa: F403
 from tests.api_base import api_token
 
@@ -145,7 +145,7 @@ def test_unauthenticated_requests_are_throttled(anonymous_api, monkeypatch):
 
 
 def test_ingest_is_throttled_per_key(ingest_api, monkeypatch):
-    from collector.api.throttling import IngestRateThrottle
+    from shelly_site.api.throttling import IngestRateThrottle
 
     monkeypatch.setattr(IngestRateThrottle, "THROTTLE_RATES", {"ingest": "1/min"})
     assert ingest_api.post("/api/v1/ingest/batch", {"messages": []}, format="json").status_code == 200
@@ -160,3 +160,22 @@ def test_schema_and_docs_are_served_without_a_cdn(anonymous_api):
         html = anonymous_api.get(page).content.decode()
         assert "/static/drf_spectacular_sidecar/" in html
         assert "cdn." not in html and "unpkg" not in html
+
+
+def test_api_root_lists_every_app_endpoint(reader_api):
+    root = reader_api.get("/api/v1/").json()
+    expected = {
+        "device-list": "devices/",
+        "channel-list": "channels/",
+        "power-log-list": "power-logs/",
+        "series": "series/",
+        "energy-summary": "energy/summary/",
+        "ingest-batch": "ingest/batch",
+        "cycle-list": "cycles/",
+        "impact": "impact/",
+        "channel-config-versions": "channels/{channel_id}/config-versions/",
+        "schema": "schema/",
+    }
+    for name, path in expected.items():
+        assert root[name] == f"http://testserver/api/v1/{path}"
+    assert not any(name.endswith("-detail") for name in root)

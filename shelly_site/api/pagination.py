@@ -10,10 +10,3 @@ class ApiCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 5000
     ordering = "-id"
-
-
-class PowerLogPagination(ApiCursorPagination):
-    # Time order for readers; id breaks ties between channels at the same
-    # instant. DRF keys the cursor on the first field and counts an offset
-    # through equal timestamps, so each row appears exactly once.
-    ordering = ("timestamp", "id")
