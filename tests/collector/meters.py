@@ -11,14 +11,12 @@ from collector import intervals
 from collector.simulators.rpc3em import Rpc3emSimulator
 
 PRO3EM_FIXTURE = "aioshelly_pro3em_SPEM-003CEBEU_fw1.1.0_full.json"
-FIXTURE_DIRS = [Path(__file__).resolve().parent.parent / "fixtures" / "shelly", Path("/work/shared/fixtures/shelly")]
+FIXTURE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "shelly"
 
 
 def real_fixture(name: str) -> dict:
-    for folder in FIXTURE_DIRS:
-        if (folder / name).exists():
-            return json.loads((folder / name).read_text())
-    pytest.skip(f"fixture {name} not available")
+    """A real device payload from tests/fixtures/shelly (a missing file fails the test, never skips it)."""
+    return json.loads((FIXTURE_DIR / name).read_text())
 
 
 class FakeClock:

@@ -17,7 +17,7 @@ from tests.api_base import api_token
 
 URL = "/api/v1/ingest/batch"
 DEVICE = "shellypro4pm-aabbccddeeff"
-FIXTURES = Path("/work/shared/fixtures/shelly")
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "shelly"
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from shelly_site.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-FIXTURES = Path("/work/shared/fixtures/shelly")
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "shelly"
 DEVICE = "shellypro4pm-aabbccddeeff"
 OTHER = "shellypro4pm-001122334455"
 

@@ -1,4 +1,4 @@
-"""Frames and statuses → Samples (§4.1), on real Shelly payloads (shared/fixtures/shelly)."""
+"""Frames and statuses → Samples (§4.1), on real Shelly payloads (tests/fixtures/shelly)."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -8,7 +8,7 @@ import pytest
 
 from collector.parsing import DeviceStatusTracker, FrameError, decode_frame
 
-FIXTURES = Path("/work/shared/fixtures/shelly")
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "shelly"
 NOW = datetime(2026, 3, 2, 8, 0, 0, tzinfo=UTC)
 PRO4PM = "shellypro4pm-aabbccddeeff"
 PRO3EM = "shellypro3em-aabbccddeeff"
