@@ -26,7 +26,7 @@ from collector import metrics, policies
 from collector.db import run_in_db_thread
 from collector.models import Channel, ChannelState, Device, PowerLog, Transport, WritePolicy
 from collector.policies import ChannelRules, Outcome, RunState
-from collector.samples import Sample
+from collector.samples import LiveSample, Sample
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,9 @@ class Pipeline:
 
     # -- applying (pure, in memory) ------------------------------------------
     def apply(self, samples, result: IngestResult) -> dict[int, ChannelPlan]:
+        """Run the samples through their channels' policies (in memory); live readers see every accepted one."""
         plans: dict[int, ChannelPlan] = {}
+        live: list[LiveSample] = []
         for sample in samples:
             runtime = self.runtimes.get((sample.device_id, sample.channel_key))
             if runtime is None or not runtime.enabled:
@@ -183,21 +185,27 @@ class Pipeline:
             if plan is None:
                 plan = plans[runtime.channel_id] = ChannelPlan(runtime)
             plan.samples.append(sample)
-            self._apply_one(plan, sample, result)
+            if self._apply_one(plan, sample, result):
+                running = runtime.state.running
+                live.append(LiveSample(runtime.channel_id, runtime.device_pk, sample, running, self.transport))
+        if live:
+            _observe_live(live, loop=self.event_loop)
         return plans
 
     @staticmethod
-    def _apply_one(plan: ChannelPlan, sample: Sample, result: IngestResult) -> None:
+    def _apply_one(plan: ChannelPlan, sample: Sample, result: IngestResult) -> bool:
+        """Apply one sample to its channel's state; False when it is a duplicate."""
         runtime = plan.runtime
         outcome = policies.apply_sample(runtime.rules, runtime.state, sample, key_base=runtime.key_base)
         if outcome.duplicate:
             result.duplicates += 1
-            return
+            return False
         result.accepted += 1
         runtime.dirty = True
         if outcome.rows or outcome.changed_run:
             plan.rows.extend(outcome.rows)
             plan.outcomes.append(outcome)
+        return True
 
     def close_expired(self, now: datetime) -> dict[int, ChannelPlan]:
         """Timer: close runs of cached channels that saw no active sample for stop_timeout."""
@@ -414,6 +422,19 @@ def _count_rows(rows) -> None:
     reason_index = COLUMN_NAMES.index("reason")
     for row in rows:
         metrics.rows_written.labels(row[reason_index]).inc()
+
+
+def _observe_live(live: list[LiveSample], *, loop=None) -> None:
+    """Every accepted sample, before any write: alert rules and the dashboard's live values.
+
+    Both keep what they need in memory and touch the database or the channel
+    layer only on a change, so this costs ingestion next to nothing.
+    """
+    from alerts import engine
+    from dashboard import realtime
+
+    engine.observe_samples(live)
+    realtime.samples_seen(live, loop=loop)
 
 
 def _after_commit(plans, rows, transitions, *, loop=None) -> None:

@@ -20,3 +20,18 @@ class Sample:
 
     def values(self) -> dict:
         return {"p": self.apower_w, "v": self.voltage_v, "i": self.current_a, "e": self.energy_total_wh}
+
+
+@dataclass(slots=True, frozen=True)
+class LiveSample:
+    """An accepted sample with the channel it landed on, as the pipeline saw it.
+
+    What live readers get on every sample, written or not (an `events`
+    channel writes rarely): the dashboard's live cards and the alert rules.
+    """
+
+    channel_id: int
+    device_pk: int
+    sample: Sample
+    running: bool  # the channel's run state after this sample
+    transport: str

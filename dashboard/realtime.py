@@ -38,3 +38,11 @@ def channels_changed(channel_ids, *, loop=None) -> None:
 def _log_failure(future) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.warning("dashboard push failed: %s", future.exception(), extra={"event": "realtime_push_failed"})
+
+
+def samples_seen(live, *, loop=None) -> None:
+    """Every accepted sample (a list of `collector.samples.LiveSample`), written or not.
+
+    The live cards are refreshed from committed rows and states today
+    (`channels_changed`); pushing live values per sample is the dashboard issue's.
+    """
