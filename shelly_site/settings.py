@@ -14,7 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -230,22 +231,32 @@ RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=30)
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # JSON lines for production log shippers; plain text for the embedded demo.
 LOG_JSON = env.bool("LOG_JSON", default=bool(DATABASE_URL))
+# The servers' own loggers go through our handler, so their lines are redacted
+# (an ingest token is in every device's URL) and formatted like ours.
+_SERVER_LOGGER = {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False, "filters": ["redact_secrets"]}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "shelly_site.logging.RedactSecretsFilter"}},
     "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "ts", "levelname": "level"},
-        },
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "shelly_site.logging.JsonFormatter", "fmt": "%(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "shelly_site.logging.PlainFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_JSON else "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_JSON else "plain",
+            "filters": ["redact_secrets"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # uvicorn logs "WebSocket <path> [accepted]" on uvicorn.error even with --no-access-log.
+        "uvicorn": {**_SERVER_LOGGER},
+        "uvicorn.error": {"level": LOG_LEVEL, "filters": ["redact_secrets"]},
+        "uvicorn.access": {**_SERVER_LOGGER},
+        # Daphne's access log, when started with `python -m shelly_site.daphne_server`.
+        "daphne.access": {**_SERVER_LOGGER},
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
