@@ -123,7 +123,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", default="asgi")},
+            "CONFIG": {
+                # redis-py's default read timeout (5 s) equals channels-redis's
+                # blocking receive (BZPOPMIN, 5 s): every idle dashboard socket
+                # died with a TimeoutError after 5-10 s. A read must be allowed
+                # to outlast the blocking receive.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+                "prefix": env.str("CHANNELS_PREFIX", default="asgi"),
+            },
         }
     }
 else:

@@ -45,7 +45,8 @@ def process_env(**overrides) -> dict:
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
-        "SECRET_KEY": "test-processes",
+        # The same key as the test process: sessions it creates are valid there.
+        "SECRET_KEY": settings.SECRET_KEY,
         "DEBUG": "false",
         "BEHIND_TLS_PROXY": "false",
         "LOG_LEVEL": "WARNING",

@@ -23,7 +23,7 @@ STOP_TIMEOUT_S = 3
 @pytest.fixture
 def server(transactional_db, tmp_path):
     port = free_port()
-    env = process_env(COLLECTOR_TIMER_SECONDS=1, COLLECTOR_AUTO_REGISTER="false", SECRET_KEY="end-to-end")
+    env = process_env(COLLECTOR_TIMER_SECONDS=1, COLLECTOR_AUTO_REGISTER="false")
     log_path = tmp_path / "daphne.log"
     with running(daphne_argv(port), env=env, log_path=log_path, port=port):
         yield f"ws://127.0.0.1:{port}"
