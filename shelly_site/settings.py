@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from shelly_site.prometheus import use_multiprocess_dir
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -234,6 +236,12 @@ POLL_LIVE_SECONDS = env.int("POLL_LIVE_SECONDS", default=10)
 POLL_INTERVAL_DATA_SECONDS = env.int("POLL_INTERVAL_DATA_SECONDS", default=300)
 
 RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=30)
+
+# --- Metrics --------------------------------------------------------------
+# A directory shared by the web, worker and poller processes makes /metrics
+# add up all of them (shelly_site/prometheus.py); empty: each process alone.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+use_multiprocess_dir(PROMETHEUS_MULTIPROC_DIR)  # before any metric is created
 
 # --- Logging --------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

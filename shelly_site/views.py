@@ -1,8 +1,8 @@
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shelly_site.health import health_report
+from shelly_site.prometheus import CONTENT_TYPE_LATEST, exposition
 
 
 @require_GET
@@ -13,4 +13,4 @@ def healthz(request):
 
 @require_GET
 def metrics(request):
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from collector.models import IngestToken
 from collector.services import ensure_device_from_env
 from shelly_site.processes import Supervisor
+from shelly_site.prometheus import clear_multiprocess_dir
 
 # The web server must listen before the simulated devices connect.
 WEB_START_TIMEOUT_S = 60
@@ -169,7 +170,11 @@ class Command(BaseCommand):
 
     def _start(self, supervisor, processes, *, web_address) -> bool:
         """Start the children, the web server first; False if a signal or a crash came first."""
-        env = dict(os.environ)
+        # One /metrics view over all the children: a shared directory, empty at start.
+        metrics_dir = settings.PROMETHEUS_MULTIPROC_DIR or str(Path(settings.DATA_DIR) / "metrics")
+        Path(metrics_dir).mkdir(parents=True, exist_ok=True)
+        clear_multiprocess_dir(metrics_dir)
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
         for name, argv in processes.items():
             process = supervisor.start(name, argv, env=env, cwd=settings.BASE_DIR)
             if name == "web" and not self._wait_for_web(supervisor, process, web_address):
