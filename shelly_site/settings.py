@@ -42,8 +42,34 @@ if not SECRET_KEY:
         key_file.chmod(0o600)
     SECRET_KEY = key_file.read_text().strip()
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "*"])
+# Production: DATABASE_URL set and DEBUG off (the embedded demo is neither).
+IS_PRODUCTION = bool(DATABASE_URL) and not DEBUG
+# Production answers only to the names it is given (a request for another
+# name gets a 400 that says to add it here); the embedded demo answers to any,
+# so devices and phones on the LAN reach it by its address.
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] + ([] if IS_PRODUCTION else ["*"])
+)
+# Only needed when the browser's origin differs from the Host the proxy passes on.
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Security behind TLS ----------------------------------------------------
+# The site reaches browsers over https through a reverse proxy that sets
+# X-Forwarded-Proto (README, Production). Without the header Django sees
+# http, and the admin login failed with "Origin checking failed".
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=IS_PRODUCTION)
+if BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=BEHIND_TLS_PROXY)
+# Probes ask the server itself, over http on loopback.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=BEHIND_TLS_PROXY)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=BEHIND_TLS_PROXY)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if BEHIND_TLS_PROXY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=BEHIND_TLS_PROXY)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Asking browsers to preload the name is the domain owner's decision, not a default.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 INSTALLED_APPS = [
     "daphne",
@@ -211,6 +237,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Baseline and system treatment share one choice set: one schema name for it.
+    "ENUM_NAME_OVERRIDES": {"TreatmentTypeEnum": "configs.models.TreatmentType"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "shelly_site.api.schema.add_error_responses",
@@ -237,7 +265,10 @@ POLL_INTERVAL_DATA_SECONDS = env.int("POLL_INTERVAL_DATA_SECONDS", default=300)
 
 RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=30)
 
-# --- Metrics --------------------------------------------------------------
+# --- Metrics and health ---------------------------------------------------
+# When set, /metrics and the detail of /healthz (checks, device ids) need
+# `Authorization: Bearer <token>`; /healthz still answers ok/degraded to anyone.
+MONITORING_TOKEN = env.str("MONITORING_TOKEN", default="")
 # A directory shared by the web, worker and poller processes makes /metrics
 # add up all of them (shelly_site/prometheus.py); empty: each process alone.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
