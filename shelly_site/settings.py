@@ -6,6 +6,7 @@ the in-memory channel layer and django-q2 on the ORM broker. Production sets
 `DATABASE_URL` (PostgreSQL) and `REDIS_URL` (channel layer and q2 broker).
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -79,6 +80,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "channels",
     # Before django_q: its `qcluster` command replaces django-q2's (prompt stop, see shelly_site/qcluster.py).
     "collector",
@@ -104,6 +106,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "shelly_site.urls"
@@ -185,8 +189,26 @@ else:
 
 # --- Auth, i18n, static ---------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (admin and dashboard logins alike): after
+# LOGIN_FAILURE_LIMIT wrong passwords for one user from one address, that
+# pair is locked out for LOGIN_LOCKOUT_MINUTES; other addresses, and other
+# users from that address, are not. Behind a proxy the address is the
+# client's only if the server is told to trust the proxy's X-Forwarded-For
+# (uvicorn does for 127.0.0.1 by default; daphne needs --proxy-headers).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "shelly_site.views.login_locked_out"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -307,5 +329,7 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+        # Failed logins and lockouts are warnings; its "BEGIN" line at every start is noise.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -3,6 +3,7 @@ import hmac
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
@@ -39,6 +40,12 @@ def metrics(request):
         response["WWW-Authenticate"] = "Bearer"
         return response
     return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+def login_locked_out(request, original_response=None, credentials=None):
+    """django-axes' answer to a login while the user and address are locked out (AXES_LOCKOUT_CALLABLE)."""
+    minutes = max(1, round(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
+    return render(request, "registration/locked_out.html", {"lockout_minutes": minutes}, status=429)
 
 
 def bad_request(request, exception=None):
