@@ -625,7 +625,7 @@ def _unreachable_message(url: str, exc: Exception) -> str:
         )
     return (
         f"Cannot connect to {url} ({type(exc).__name__}: {exc}). Start the server first "
-        "(`python manage.py runserver` or `daphne shelly_site.asgi:application`), "
+        "(`python manage.py demo`, or `uvicorn shelly_site.asgi:application` as in the README), "
         "check host and port, or pass --url."
     )
 
@@ -650,8 +650,11 @@ async def run_command(options: dict, *, stdout, stop: asyncio.Event) -> str:
 
     devices, rate = options["devices"], options["rate"]
     duration = options["duration"]
+    # The ids, so a server without auto-registration can be told about them (admin → Devices).
+    ids = ", ".join(device_identity(n, options["seed"])[0] for n in range(min(devices, 3)))
+    ids += ", …" if devices > 3 else ""
     stdout.write(
-        f"Simulating {devices} Pro 4PM ({options['scenario']}) → {shown}, {rate:g} frames/s per device, "
+        f"Simulating {devices} Pro 4PM ({options['scenario']}: {ids}) → {shown}, {rate:g} frames/s per device, "
         f"seed {options['seed']}, " + ("until Ctrl-C" if duration is None else f"for {duration:g} s")
     )
     last = {"t": time.monotonic(), "frames": 0}
