@@ -11,7 +11,8 @@ that directory and `/metrics` adds them up.
   the demo does it itself).
 - Counters of a process that ended stay in the sum until then, so totals
   never go back; live gauges (open connections) of a process are dropped when
-  it exits.
+  it exits, and so are the files of a process that counted nothing (every
+  `manage.py` command loads the metrics).
 - Files are named by host and process id: containers sharing the volume, each
   with its own pid 1, do not write into each other's files.
 
@@ -19,11 +20,13 @@ Without the setting each process counts alone (tests, a single web process).
 """
 
 import atexit
+import contextlib
 import os
 import socket
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess, values
+from prometheus_client.mmap_dict import MmapedDict
 
 __all__ = ["CONTENT_TYPE_LATEST", "clear_multiprocess_dir", "exposition", "use_multiprocess_dir"]
 
@@ -45,11 +48,21 @@ def use_multiprocess_dir(path: str) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     values.ValueClass = values.MultiProcessValue(process_identifier=process_identifier)
     _multiprocess_dir = path
-    atexit.register(_drop_live_gauges)
+    atexit.register(_tidy_up_on_exit)
 
 
-def _drop_live_gauges() -> None:
-    multiprocess.mark_process_dead(process_identifier(), _multiprocess_dir)
+def _tidy_up_on_exit() -> None:
+    """Drop this process's live gauges, and its files if it never counted anything.
+
+    Counters of a process that did count stay: the sums must not go back.
+    Every `manage.py` command loads the metrics, most count nothing.
+    """
+    identifier = process_identifier()
+    multiprocess.mark_process_dead(identifier, _multiprocess_dir)
+    for file in Path(_multiprocess_dir).glob(f"*_{identifier}.db"):
+        with contextlib.suppress(OSError, RuntimeError):  # gone, or torn by a crash: leave it
+            if not any(value for _key, value, _ts, _pos in MmapedDict.read_all_values_from_file(str(file))):
+                file.unlink()
 
 
 def clear_multiprocess_dir(path: str) -> int:

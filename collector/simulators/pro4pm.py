@@ -31,6 +31,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from collector.simulators.pump import PUMP_POWER_RANGE_W, LoadModel, LoadProfile
+from shelly_site.logging import redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -642,7 +643,7 @@ async def run_command(options: dict, *, stdout, stop: asyncio.Event) -> str:
         url = device_url(options["url"], token)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    shown = url.replace(token, token[:8] + "…") if token else url
+    shown = redact_secrets(url)  # the token, in the URL or given apart, shows as its public prefix
     try:
         await probe(url)
     except Exception as exc:

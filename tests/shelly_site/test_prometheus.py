@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import subprocess
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.models import Device, EnergyInterval, IngestToken, Transport
 from shelly_site.prometheus import clear_multiprocess_dir
-from tests.servers import free_port, manage_argv, process_env, running, uvicorn_argv, wait_for, wait_for_port
+from tests.servers import BASE_DIR, free_port, manage_argv, process_env, running, uvicorn_argv, wait_for, wait_for_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -75,6 +76,12 @@ def test_metrics_of_the_web_process_include_the_pollers_counters(tmp_path):
             after[("shelly_energy_intervals_ingested_total", ())]
             >= values[("shelly_energy_intervals_ingested_total", ())]
         )
+
+
+def test_a_command_that_counted_nothing_leaves_no_file_behind(tmp_path):
+    env = process_env(PROMETHEUS_MULTIPROC_DIR=tmp_path)
+    subprocess.run(manage_argv("check"), cwd=BASE_DIR, env=env, check=True, capture_output=True)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_clearing_the_directory_removes_every_process_file(tmp_path):

@@ -41,8 +41,7 @@ class Command(BaseCommand):
         source = sqlite3.connect(source_path, timeout=30)
         copy = sqlite3.connect(partial)
         try:
-            size_mb = source_path.stat().st_size / 1024 / 1024
-            self.stdout.write(f"Copying {source_path} ({size_mb:.1f} MiB) to {target} …")
+            self.stdout.write(f"Copying {source_path} (and its -wal file) to {target} …")
             source.backup(copy)
             check = copy.execute("PRAGMA integrity_check").fetchone()[0]
         finally:
