@@ -28,9 +28,11 @@ ELLIPSIS = "…"
 # whatever they look like (a mistyped token is still most of a token).
 _TOKEN_IN_PATH = re.compile(r"(/ws/shelly/)([^/\s?#\"'<>]+)")
 _TOKEN_IN_QUERY = re.compile(r"([?&]token=)([^&\s#\"'<>]+)")
-# Anything shaped like one of our secrets (ingest `ing_…`, API `api_…`),
-# wherever it appears: 4 + 8 public characters, then the secret part.
-_TOKEN_SHAPED = re.compile(r"\b((?:ing|api)_[A-Za-z0-9_-]{8})[A-Za-z0-9_-]{8,}")
+# Anything shaped like one of our secrets wherever it appears: `ing_` or
+# `api_` and 43 URL-safe characters (`SecretToken.set_new_secret`), the first
+# 8 of them public. Exactly that long, so identifiers such as
+# `api_exception_handler` are left alone.
+_TOKEN_SHAPED = re.compile(r"\b((?:ing|api)_[A-Za-z0-9_-]{8})[A-Za-z0-9_-]{35}(?![A-Za-z0-9_-])")
 
 
 def public_prefix(secret: str) -> str:

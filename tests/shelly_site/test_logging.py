@@ -39,6 +39,11 @@ def test_a_token_in_the_query_string_or_anywhere_else_is_redacted():
     assert redact_secrets("api_" + "k" * 43) == "api_" + "k" * 8 + "…"
 
 
+def test_names_that_merely_start_like_a_token_are_left_alone():
+    text = "api_exception_handler failed in api_throttle_ingest_rate_limiter_setting"
+    assert redact_secrets(text) == text
+
+
 def test_a_short_wrong_token_in_a_path_is_not_shown_at_all():
     assert redact_secrets("/ws/shelly/hunter2/") == "/ws/shelly/…/"
 
