@@ -42,6 +42,10 @@ def use_multiprocess_dir(path: str) -> None:
     """Switch this process to multiprocess mode (before any metric exists: called from settings)."""
     global _multiprocess_dir
     if not path:
+        # prometheus-client switches to multiprocess mode when the variable
+        # merely exists, even empty, and then writes into the current directory.
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        values.ValueClass = values.MutexValue
         return
     Path(path).mkdir(parents=True, exist_ok=True)
     # prometheus-client reads the variable itself when it opens a file.

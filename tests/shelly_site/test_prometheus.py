@@ -3,6 +3,7 @@
 import asyncio
 import json
 import subprocess
+import sys
 
 import httpx
 import pytest
@@ -81,6 +82,19 @@ def test_metrics_of_the_web_process_include_the_pollers_counters(tmp_path):
 def test_a_command_that_counted_nothing_leaves_no_file_behind(tmp_path):
     env = process_env(PROMETHEUS_MULTIPROC_DIR=tmp_path)
     subprocess.run(manage_argv("check"), cwd=BASE_DIR, env=env, check=True, capture_output=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_setting_means_one_process_and_no_files_anywhere(tmp_path):
+    env = process_env(PROMETHEUS_MULTIPROC_DIR="")
+    code = (
+        "import django; django.setup(); from collector import metrics; metrics.frames_in.labels('batch').inc(); "
+        "from shelly_site.prometheus import exposition; "
+        "assert b'shelly_frames_in_total{transport=\"batch\"} 1.0' in exposition(), exposition()"
+    )
+    env["DJANGO_SETTINGS_MODULE"] = "shelly_site.settings"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": str(BASE_DIR)})
+    assert result.returncode == 0
     assert list(tmp_path.iterdir()) == []
 
 
