@@ -27,8 +27,9 @@ test: install services test-sqlite test-postgres
 test-sqlite: install
 	$(VENV)/bin/pytest
 
+# Production services, but the test client speaks plain http: no redirect to https.
 test-postgres: install
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) SECRET_KEY=test-only-secret $(VENV)/bin/pytest
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) SECRET_KEY=test-only-secret BEHIND_TLS_PROXY=false $(VENV)/bin/pytest
 
 lint: install
 	$(VENV)/bin/ruff check .

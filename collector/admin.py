@@ -1,5 +1,7 @@
-from django.contrib import admin, messages
-from django.utils.html import format_html
+from django import forms
+from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext_lazy as _
 
 from collector import cycles
@@ -33,8 +35,39 @@ class ChannelInline(admin.TabularInline):
     show_change_link = True
 
 
+class DeviceAdminForm(forms.ModelForm):
+    """The device password is typed, never shown back (not even in the page's source)."""
+
+    password = forms.CharField(
+        label=_("device password"),
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=_("Only when the device has authentication enabled."),
+    )
+    clear_password = forms.BooleanField(label=_("remove the device password"), required=False)
+
+    class Meta:
+        model = Device
+        fields = ("password",)  # the admin's fieldsets add the rest
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.password:
+            self.fields["password"].help_text = _("A password is set: type a new one to replace it, or leave empty.")
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("clear_password"):
+            cleaned["password"] = ""
+        elif not cleaned.get("password"):
+            cleaned["password"] = self.instance.password  # left empty: keep the one stored
+        return cleaned
+
+
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
+    form = DeviceAdminForm
     list_display = (
         "device_id",
         "name",
@@ -76,7 +109,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
     fieldsets = (
         (None, {"fields": ("device_id", "name", "model", "transport", "enabled")}),
-        (_("Polling (RPC meters)"), {"fields": ("host", "password")}),
+        (_("Polling (RPC meters)"), {"fields": ("host", "password", "clear_password")}),
         (_("Reported by the device"), {"fields": reported_fields}),
         (_("Health"), {"fields": health_fields}),
     )
@@ -172,7 +205,11 @@ class CycleAdmin(ReadOnlyAdmin):
 
 
 class SecretTokenAdmin(admin.ModelAdmin):
-    """The raw secret is made on save and shown once, in the success message."""
+    """The raw secret is made on save and shown once, on the page that answers the save.
+
+    Not in a message: Django's default message storage is a cookie, signed but
+    readable, that would carry the secret to and from the browser.
+    """
 
     list_display = ("name", "prefix", "enabled", "created_at", "last_used_at")
     list_filter = ("enabled",)
@@ -180,17 +217,24 @@ class SecretTokenAdmin(admin.ModelAdmin):
     readonly_fields = ("prefix", "created_at", "last_used_at")
 
     def save_model(self, request, obj, form, change):
-        raw = None if change else obj.set_new_secret()
+        if not change:
+            obj.new_secret = obj.set_new_secret()
         super().save_model(request, obj, form, change)
-        if raw:
-            messages.warning(
-                request,
-                format_html(
-                    "{} <code>{}</code>",
-                    _("Copy this secret now, it will not be shown again:"),
-                    raw,
-                ),
-            )
+
+    def response_add(self, request, obj, post_url_continue=None):
+        secret = getattr(obj, "new_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Copy the new secret"),
+            "opts": self.model._meta,
+            "object": obj,
+            "secret": secret,
+        }
+        response = TemplateResponse(request, "admin/collector/secret_created.html", context)
+        add_never_cache_headers(response)
+        return response
 
 
 @admin.register(IngestToken)

@@ -1,15 +1,15 @@
 """Prometheus counters of the collector (§9 `/metrics`).
 
 One module so every ingestion path (WebSocket consumer, batch API, RPC
-poller, pipeline) counts into the same series and `/metrics` exposes them with
-`prometheus_client.generate_latest()` on the default registry.
+poller, pipeline) counts into the same series; `/metrics` exposes them
+(`shelly_site.prometheus.exposition`).
 
 Labels are kept to small closed sets (reason, path, transport): a label per
 device would grow without bound on a site with auto-registration.
 
-With several processes (`PROMETHEUS_MULTIPROC_DIR` set, as prometheus_client
-documents) the same objects work in multiprocess mode; the gauge then sums the
-live processes.
+With `PROMETHEUS_MULTIPROC_DIR` set, the same objects work in prometheus-client's
+multiprocess mode: `/metrics` sums the web, worker and poller processes, and
+the gauge sums the live ones.
 """
 
 import logging

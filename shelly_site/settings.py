@@ -6,15 +6,19 @@ the in-memory channel layer and django-q2 on the ORM broker. Production sets
 `DATABASE_URL` (PostgreSQL) and `REDIS_URL` (channel layer and q2 broker).
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from shelly_site.prometheus import use_multiprocess_dir
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "data")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -39,8 +43,34 @@ if not SECRET_KEY:
         key_file.chmod(0o600)
     SECRET_KEY = key_file.read_text().strip()
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "*"])
+# Production: DATABASE_URL set and DEBUG off (the embedded demo is neither).
+IS_PRODUCTION = bool(DATABASE_URL) and not DEBUG
+# Production answers only to the names it is given (a request for another
+# name gets a 400 that says to add it here); the embedded demo answers to any,
+# so devices and phones on the LAN reach it by its address.
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] + ([] if IS_PRODUCTION else ["*"])
+)
+# Only needed when the browser's origin differs from the Host the proxy passes on.
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Security behind TLS ----------------------------------------------------
+# The site reaches browsers over https through a reverse proxy that sets
+# X-Forwarded-Proto (README, Production). Without the header Django sees
+# http, and the admin login failed with "Origin checking failed".
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=IS_PRODUCTION)
+if BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=BEHIND_TLS_PROXY)
+# Probes ask the server itself, over http on loopback.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=BEHIND_TLS_PROXY)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=BEHIND_TLS_PROXY)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if BEHIND_TLS_PROXY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=BEHIND_TLS_PROXY)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Asking browsers to preload the name is the domain owner's decision, not a default.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 INSTALLED_APPS = [
     "daphne",
@@ -50,13 +80,15 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "channels",
+    # Before django_q: its `qcluster` command replaces django-q2's (prompt stop, see shelly_site/qcluster.py).
+    "collector",
     "django_q",
     "rest_framework",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "collector",
     "configs",
     "dashboard",
     "alerts",
@@ -74,6 +106,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "shelly_site.urls"
@@ -122,7 +156,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", default="asgi")},
+            "CONFIG": {
+                # redis-py's default read timeout (5 s) equals channels-redis's
+                # blocking receive (BZPOPMIN, 5 s): every idle dashboard socket
+                # died with a TimeoutError after 5-10 s. A read must be allowed
+                # to outlast the blocking receive.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+                "prefix": env.str("CHANNELS_PREFIX", default="asgi"),
+            },
         }
     }
 else:
@@ -148,8 +189,26 @@ else:
 
 # --- Auth, i18n, static ---------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (admin and dashboard logins alike): after
+# LOGIN_FAILURE_LIMIT wrong passwords for one user from one address, that
+# pair is locked out for LOGIN_LOCKOUT_MINUTES; other addresses, and other
+# users from that address, are not. Behind a proxy the address is the
+# client's only if the server is told to trust the proxy's X-Forwarded-For
+# (uvicorn does for 127.0.0.1 by default; daphne needs --proxy-headers).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "shelly_site.views.login_locked_out"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -200,6 +259,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Baseline and system treatment share one choice set: one schema name for it.
+    "ENUM_NAME_OVERRIDES": {"TreatmentTypeEnum": "configs.models.TreatmentType"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "shelly_site.api.schema.add_error_responses",
@@ -226,28 +287,49 @@ POLL_INTERVAL_DATA_SECONDS = env.int("POLL_INTERVAL_DATA_SECONDS", default=300)
 
 RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=30)
 
+# --- Metrics and health ---------------------------------------------------
+# When set, /metrics and the detail of /healthz (checks, device ids) need
+# `Authorization: Bearer <token>`; /healthz still answers ok/degraded to anyone.
+MONITORING_TOKEN = env.str("MONITORING_TOKEN", default="")
+# A directory shared by the web, worker and poller processes makes /metrics
+# add up all of them (shelly_site/prometheus.py); empty: each process alone.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+use_multiprocess_dir(PROMETHEUS_MULTIPROC_DIR)  # before any metric is created
+
 # --- Logging --------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # JSON lines for production log shippers; plain text for the embedded demo.
 LOG_JSON = env.bool("LOG_JSON", default=bool(DATABASE_URL))
+# The servers' own loggers go through our handler, so their lines are redacted
+# (an ingest token is in every device's URL) and formatted like ours.
+_SERVER_LOGGER = {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False, "filters": ["redact_secrets"]}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "shelly_site.logging.RedactSecretsFilter"}},
     "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "ts", "levelname": "level"},
-        },
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "shelly_site.logging.JsonFormatter", "fmt": "%(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "shelly_site.logging.PlainFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_JSON else "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_JSON else "plain",
+            "filters": ["redact_secrets"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # uvicorn logs "WebSocket <path> [accepted]" on uvicorn.error even with --no-access-log.
+        "uvicorn": {**_SERVER_LOGGER},
+        "uvicorn.error": {"level": LOG_LEVEL, "filters": ["redact_secrets"]},
+        "uvicorn.access": {**_SERVER_LOGGER},
+        # Daphne's access log, when started with `python -m shelly_site.daphne_server`.
+        "daphne.access": {**_SERVER_LOGGER},
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+        # Failed logins and lockouts are warnings; its "BEGIN" line at every start is noise.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -6,7 +6,7 @@ from collector.api import views as api_views
 from shelly_site import views
 
 # Unknown URLs and crashes under /api/ answer in the API's JSON error shape.
-handler400 = "shelly_site.api.errors.bad_request"
+handler400 = "shelly_site.views.bad_request"  # says which setting an unknown host name needs
 handler403 = "shelly_site.api.errors.permission_denied"
 handler404 = "shelly_site.api.errors.page_not_found"
 handler500 = "shelly_site.api.errors.server_error"

@@ -31,6 +31,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from collector.simulators.pump import PUMP_POWER_RANGE_W, LoadModel, LoadProfile
+from shelly_site.logging import redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -625,7 +626,7 @@ def _unreachable_message(url: str, exc: Exception) -> str:
         )
     return (
         f"Cannot connect to {url} ({type(exc).__name__}: {exc}). Start the server first "
-        "(`python manage.py runserver` or `daphne shelly_site.asgi:application`), "
+        "(`python manage.py demo`, or `uvicorn shelly_site.asgi:application` as in the README), "
         "check host and port, or pass --url."
     )
 
@@ -642,7 +643,7 @@ async def run_command(options: dict, *, stdout, stop: asyncio.Event) -> str:
         url = device_url(options["url"], token)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    shown = url.replace(token, token[:8] + "…") if token else url
+    shown = redact_secrets(url)  # the token, in the URL or given apart, shows as its public prefix
     try:
         await probe(url)
     except Exception as exc:
@@ -650,8 +651,11 @@ async def run_command(options: dict, *, stdout, stop: asyncio.Event) -> str:
 
     devices, rate = options["devices"], options["rate"]
     duration = options["duration"]
+    # The ids, so a server without auto-registration can be told about them (admin → Devices).
+    ids = ", ".join(device_identity(n, options["seed"])[0] for n in range(min(devices, 3)))
+    ids += ", …" if devices > 3 else ""
     stdout.write(
-        f"Simulating {devices} Pro 4PM ({options['scenario']}) → {shown}, {rate:g} frames/s per device, "
+        f"Simulating {devices} Pro 4PM ({options['scenario']}: {ids}) → {shown}, {rate:g} frames/s per device, "
         f"seed {options['seed']}, " + ("until Ctrl-C" if duration is None else f"for {duration:g} s")
     )
     last = {"t": time.monotonic(), "frames": 0}

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from collector.models import ApiToken, IngestToken, PowerLog
+from collector.models import ApiToken, Device, IngestToken, PowerLog
 from collector.pipeline import ingest_samples
 from tests.scenarios import at, make_channel, sample
 
@@ -98,3 +98,47 @@ def test_pull_intervals_action_queues_a_task_per_polled_meter(admin_client):
 
     if not settings.REDIS_URL:  # with Redis the queue lives in Redis, not in OrmQ
         assert OrmQ.objects.count() == 1
+
+
+@pytest.mark.parametrize("model", ["ingesttoken", "apitoken"])
+def test_a_new_tokens_secret_never_travels_in_a_cookie(admin_client, model):
+    response = admin_client.post(reverse(f"admin:collector_{model}_add"), {"name": "relay", "enabled": "on"})
+    raw = re.search(r"<code>((?:ing|api)_[A-Za-z0-9_\-]+)</code>", response.content.decode()).group(1)
+    assert response.status_code == 200  # the page answering the save shows it, no redirect
+    assert "no-store" in response["Cache-Control"]
+    set_cookies = "".join(morsel.OutputString() for morsel in response.cookies.values())
+    assert raw not in set_cookies and raw[4:12] not in set_cookies
+    assert "messages" not in response.cookies
+    # And nothing is waiting to be shown on the next page.
+    assert raw not in admin_client.get(reverse(f"admin:collector_{model}_changelist")).content.decode()
+
+
+def device_form(device, **changes):
+    return {
+        "device_id": device.device_id, "name": device.name, "model": device.model, "transport": "rpc_poll",
+        "enabled": "on", "host": device.host, "password": "", "channels-TOTAL_FORMS": "0",
+        "channels-INITIAL_FORMS": "0", "channels-MIN_NUM_FORMS": "0", "channels-MAX_NUM_FORMS": "1000",
+        **changes,
+    }  # fmt: skip
+
+
+def test_the_device_password_is_never_shown_and_kept_when_left_empty(admin_client):
+    device = Device.objects.create(device_id="shellypro3em-aabbccddee01", transport="rpc_poll", host="10.0.0.5")
+    url = reverse("admin:collector_device_change", args=[device.pk])
+
+    response = admin_client.post(url, device_form(device, password="s3cret-meter"))
+    assert response.status_code == 302
+    device.refresh_from_db()
+    assert device.password == "s3cret-meter"
+
+    page = admin_client.get(url).content.decode()
+    assert "s3cret-meter" not in page
+    assert re.search(r'<input type="password" name="password"', page)
+
+    admin_client.post(url, device_form(device, name="renamed"))  # password left empty
+    device.refresh_from_db()
+    assert (device.name, device.password) == ("renamed", "s3cret-meter")
+
+    admin_client.post(url, device_form(device, clear_password="on"))
+    device.refresh_from_db()
+    assert device.password == ""

@@ -6,102 +6,28 @@ and REDIS_URL), exactly as in production; the test only looks at the rows.
 """
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from collector.models import Channel, Device, IngestToken, PowerLog
 from collector.simulators.pro4pm import device_identity, run_devices
+from tests.servers import daphne_argv, free_port, process_env, running, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-BASE_DIR = Path(settings.BASE_DIR)
 SEED = 42
 STOP_TIMEOUT_S = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-test_database_url.__test__ = False  # a helper, not a test
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"server did not listen on {port} within {timeout} s")
-
-
-def wait_for(condition, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    return condition()
 
 
 @pytest.fixture
 def server(transactional_db, tmp_path):
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": test_database_url(),
-        "SECRET_KEY": "end-to-end",
-        "DEBUG": "false",
-        "COLLECTOR_TIMER_SECONDS": "1",
-        "COLLECTOR_AUTO_REGISTER": "false",
-        "LOG_LEVEL": "WARNING",
-        "LOG_JSON": "false",
-    }
-    if settings.REDIS_URL:
-        env["REDIS_URL"] = settings.REDIS_URL
+    env = process_env(COLLECTOR_TIMER_SECONDS=1, COLLECTOR_AUTO_REGISTER="false")
     log_path = tmp_path / "daphne.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "shelly_site.asgi:application"],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, process)
+    with running(daphne_argv(port), env=env, log_path=log_path, port=port):
         yield f"ws://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        print(log_path.read_text()[-3000:])
+    print(log_path.read_text()[-3000:])
 
 
 def registered_device():

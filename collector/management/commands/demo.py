@@ -2,9 +2,7 @@
 
 import os
 import secrets
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +14,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 from collector.models import IngestToken
 from collector.services import ensure_device_from_env
+from shelly_site.processes import Supervisor
+from shelly_site.prometheus import clear_multiprocess_dir
+
+# The web server must listen before the simulated devices connect.
+WEB_START_TIMEOUT_S = 60
 
 
 class Command(BaseCommand):
@@ -51,7 +54,17 @@ class Command(BaseCommand):
         python = sys.executable
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         processes = {
-            "web": [python, "-m", "daphne", "-b", host, "-p", str(port), "shelly_site.asgi:application"],
+            # daphne with its access log through Python logging: device tokens redacted.
+            "web": [
+                python,
+                "-m",
+                "shelly_site.daphne_server",
+                "-b",
+                host,
+                "-p",
+                str(port),
+                "shelly_site.asgi:application",
+            ],  # fmt: skip
         }
         if not options["no_worker"]:
             processes["worker"] = [python, manage, "qcluster"]
@@ -86,18 +99,33 @@ class Command(BaseCommand):
             ]
             processes["poller"] = [python, manage, "run_poller"]
         self.stdout.write("4/4 Starting " + ", ".join(processes) + " …")
-        running = self._start(processes)
-        self.stdout.write(
-            self.style.SUCCESS(
-                "\nshelly-monitor is running.\n"
-                f"  Dashboard : {base}/\n"
-                f"  Admin     : {base}/admin/   login: admin / {password}\n"
-                f"  API docs  : {base}/api/v1/docs/\n"
-                f"  Device URL: {ws_url}\n"
-                "Press Ctrl-C to stop.\n"
-            )
-        )
-        self._supervise(running)
+        supervisor = Supervisor()
+        supervisor.handle_signals()
+        try:
+            started = self._start(supervisor, processes, web_address=(browse_host, port))
+            if started:
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        "\nshelly-monitor is running.\n"
+                        f"  Dashboard : {base}/\n"
+                        f"  Admin     : {base}/admin/   login: admin / {password}\n"
+                        f"  API docs  : {base}/api/v1/docs/\n"
+                        f"  Device URL: {ws_url}\n"
+                        "Press Ctrl-C to stop.\n"
+                    )
+                )
+            stopped = supervisor.wait() if started else supervisor.exited_child()
+        finally:
+            self.stdout.write("\nStopping …")
+            killed = supervisor.stop()
+        if killed:
+            self.stderr.write(f"Killed after the stop window: {', '.join(killed)}.")
+        if stopped is not None:
+            code = supervisor.children[stopped].returncode
+            raise CommandError(f"the {stopped} process stopped (exit code {code}); see its output above.")
+        if not started and supervisor.stop_signal is None:
+            raise CommandError(f"The web server did not listen on {browse_host}:{port} within {WEB_START_TIMEOUT_S} s.")
+        self.stdout.write("Stopped.")
 
     def _check_port_free(self, host, port):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -140,35 +168,26 @@ class Command(BaseCommand):
         path.chmod(0o600)
         return raw
 
-    def _start(self, processes):
-        env = dict(os.environ)
-        running = {}
+    def _start(self, supervisor, processes, *, web_address) -> bool:
+        """Start the children, the web server first; False if a signal or a crash came first."""
+        # One /metrics view over all the children: a shared directory, empty at start.
+        metrics_dir = settings.PROMETHEUS_MULTIPROC_DIR or str(Path(settings.DATA_DIR) / "metrics")
+        Path(metrics_dir).mkdir(parents=True, exist_ok=True)
+        clear_multiprocess_dir(metrics_dir)
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
         for name, argv in processes.items():
-            running[name] = subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR)
-            if name == "web":
-                time.sleep(1.5)  # let the server bind before the simulator connects
-        return running
+            process = supervisor.start(name, argv, env=env, cwd=settings.BASE_DIR)
+            if name == "web" and not self._wait_for_web(supervisor, process, web_address):
+                return False
+        return supervisor.stop_signal is None
 
-    def _supervise(self, running):
-        def stop(*_):
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, stop)
-        try:
-            while True:
-                for name, proc in running.items():
-                    code = proc.poll()
-                    if code is not None:
-                        raise CommandError(f"the {name} process stopped (exit code {code}); see its output above.")
-                time.sleep(1)
-        except KeyboardInterrupt:
-            self.stdout.write("\nStopping …")
-        finally:
-            for proc in running.values():
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in running.values():
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+    def _wait_for_web(self, supervisor, process, address) -> bool:
+        deadline = time.monotonic() + WEB_START_TIMEOUT_S
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with socket.create_connection(address, timeout=0.5):
+                    return True
+            except OSError:
+                if supervisor.sleep(0.2):
+                    return False
+        return False

@@ -1,0 +1,63 @@
+"""Daphne, with its access log going through Python logging.
+
+The stock `daphne` command writes its access log straight to stdout, past
+every logging filter: each device's `WSCONNECT /ws/shelly/<ingest token>/`
+would be printed in clear. Started as
+
+    python -m shelly_site.daphne_server -b 127.0.0.1 -p 8000 shelly_site.asgi:application
+
+(any daphne option works) the same lines go to the `daphne.access` logger,
+where `settings.LOGGING` redacts the token and formats them as plain text or
+JSON like every other line. `-v 0` turns the access log off, as with daphne.
+"""
+
+import logging
+
+from daphne.cli import CommandLineInterface
+from daphne.server import Server
+
+access_log = logging.getLogger("daphne.access")
+
+# daphne's action names, as its own access log spells them.
+_WEBSOCKET_ACTIONS = {
+    "connecting": "WSCONNECTING",
+    "rejected": "WSREJECT",
+    "connected": "WSCONNECT",
+    "disconnected": "WSDISCONNECT",
+}
+
+
+def log_action(protocol: str, action: str, details: dict) -> None:
+    """daphne's action-logger interface: one access-log line per HTTP response or WebSocket event."""
+    if protocol == "http" and action == "complete":
+        access_log.info(
+            '%s "%s %s" %s %s',
+            details["client"],
+            details["method"],
+            details["path"],
+            details["status"],
+            details["size"],
+            extra={"event": "http_access", "status": details["status"]},
+        )
+    elif protocol == "websocket" and action in _WEBSOCKET_ACTIONS:
+        access_log.info(
+            '%s "%s %s"',
+            details["client"],
+            _WEBSOCKET_ACTIONS[action],
+            details["path"],
+            extra={"event": "websocket_access"},
+        )
+
+
+class LoggingAccessServer(Server):
+    def __init__(self, *args, action_logger=None, **kwargs):
+        # daphne passes an action logger when its access log is on (verbosity >= 1 or --access-log).
+        super().__init__(*args, action_logger=log_action if action_logger else None, **kwargs)
+
+
+class DaphneCommandLine(CommandLineInterface):
+    server_class = LoggingAccessServer
+
+
+if __name__ == "__main__":
+    DaphneCommandLine.entrypoint()
