@@ -35,14 +35,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shelly_site.settings")
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def generate(channel, *, days: int, seed: int) -> int:
+def generate(channel, *, days: int, seed: int, first_day: datetime = START) -> int:
     from collector.models import PowerLog
 
     rng = random.Random(seed)
     energy = 1000.0
     batch, written = [], 0
     for day in range(days):
-        midnight = START + timedelta(days=day)
+        midnight = first_day + timedelta(days=day)
         if day % 30 == 29:
             energy = 0.0  # monthly counter reset (firmware update)
         for run in range(24):
@@ -81,6 +81,27 @@ def generate(channel, *, days: int, seed: int) -> int:
     return written + len(batch)
 
 
+BENCH_TARIFF_RULES = {
+    "standing_charge_per_day": 0.5,
+    "periods": [
+        {"name": "peak", "days": "weekday", "start": "07:00", "end": "23:00", "price_per_kwh": 0.27},
+        {"name": "off-peak", "days": "weekday", "start": "23:00", "end": "07:00", "price_per_kwh": 0.2},
+        {"name": "weekend", "days": "weekend", "start": "00:00", "end": "24:00", "price_per_kwh": 0.18},
+    ],
+}
+
+
+def configure_site_factors_and_tariff() -> None:
+    """An example grid factor on the default factor set and a peak/off-peak site tariff (idempotent)."""
+    from configs.models import EmissionFactorSet, Tariff
+
+    factors = EmissionFactorSet.objects.order_by("valid_from").first()
+    factors.grid_factor_kg_per_kwh, factors.grid_factor_source, factors.is_example = 0.052, "bench example", True
+    factors.save()
+    if not Tariff.objects.filter(is_site_default=True).exists():
+        Tariff.objects.create(name="bench peak/off-peak", is_site_default=True, rules=BENCH_TARIFF_RULES)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=365)
@@ -101,7 +122,6 @@ def main():
 
     from collector.cycles import rebuild_cycles
     from collector.models import ApiToken, Channel, Device, PowerLog
-    from configs.models import EmissionFactorSet, Tariff
     from configs.services import open_new_config_version
 
     print("machine:", machine_info())
@@ -123,22 +143,7 @@ def main():
                 channel=channel, effective_from=START, flow_m3h=12, bod5_mg_l=300, cod_mg_l=600, tss_mg_l=250
             )
             open_new_config_version(channel=channel, effective_from=START + timedelta(days=args.days // 2), flow_m3h=14)
-    factors = EmissionFactorSet.objects.order_by("valid_from").first()
-    factors.grid_factor_kg_per_kwh, factors.grid_factor_source, factors.is_example = 0.052, "bench example", True
-    factors.save()
-    if not Tariff.objects.filter(is_site_default=True).exists():
-        Tariff.objects.create(
-            name="bench peak/off-peak",
-            is_site_default=True,
-            rules={
-                "standing_charge_per_day": 0.5,
-                "periods": [
-                    {"name": "peak", "days": "weekday", "start": "07:00", "end": "23:00", "price_per_kwh": 0.27},
-                    {"name": "off-peak", "days": "weekday", "start": "23:00", "end": "07:00", "price_per_kwh": 0.2},
-                    {"name": "weekend", "days": "weekend", "start": "00:00", "end": "24:00", "price_per_kwh": 0.18},
-                ],
-            },
-        )
+    configure_site_factors_and_tariff()
 
     rows = PowerLog.objects.filter(channel__in=channels).count()
     print(f"\n{len(channels)} channels, {args.days} days, {rows} power log rows")

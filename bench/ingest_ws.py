@@ -15,6 +15,11 @@ SERVER handled:
 - server CPU (% of one core) and RSS (process tree, from /proc);
 - then a "1,000 devices at 1 frame/10 s" check of RSS with every socket open.
 
+With `--alert-rules`, each of our servers runs twice in the same run: without
+alert rules, then with a `high_power` rule on every channel plus a
+`low_power` rule on all channels (SPEC §8: evaluation on every live sample);
+the summary prints the ratio (target ≥ 0.95).
+
 Usage (from the repository root):  .venv/bin/python bench/ingest_ws.py --quick
 See bench/README.md.
 """
@@ -45,7 +50,7 @@ from bench._common import (  # noqa: E402
     rss_mb,
 )
 
-OURS_DB = "shelly_bench"
+OURS_DB = os.environ.get("BENCH_DB", "shelly_bench")  # one per person on a shared machine
 PEER_DB = "peerbench"
 PEER_DSN = f"postgresql://postgres@127.0.0.1:5432/{PEER_DB}"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
@@ -195,6 +200,33 @@ class Ours:
             for created, ts in logs.exclude(reason="stop").values_list("created_at", "timestamp")
         ]
         return logs.count(), latencies
+
+
+class WithAlertRules:
+    """The same server and load, with alert rules on every channel (evaluated in memory on every sample)."""
+
+    def __init__(self, ours):
+        self.ours = ours
+        self.name = f"{ours.name}+rules"
+
+    def prepare(self, device_sets):
+        from alerts.models import AlertRule
+        from collector.models import Channel
+
+        self.ours.prepare(device_sets)
+        # The simulated pumps draw 100–2000 W: about half the channels fire (a burst of transitions at the
+        # start of each step), the others stay below and are evaluated on every frame.
+        AlertRule.objects.bulk_create(
+            [
+                AlertRule(name=f"high {pk}", slug=f"bench-high-{pk}", channel_id=pk, threshold=1000, sustain_s=2)
+                for pk in Channel.objects.values_list("pk", flat=True)
+            ],
+            batch_size=2000,
+        )
+        AlertRule.objects.create(name="dry", slug="bench-dry", kind="low_power", threshold=50, sustain_s=30)
+
+    def __getattr__(self, name):
+        return getattr(self.ours, name)
 
 
 class Peer:
@@ -378,8 +410,11 @@ def run(args):
             targets.append(Ours("uvicorn", uvicorn_argv, args.policy))
         elif name == "peer":
             targets.append(Peer(args.policy))
+            continue
         else:
             raise SystemExit(f"unknown server {name!r}")
+        if args.alert_rules:
+            targets.append(WithAlertRules(targets[-1]))
 
     machine = machine_info()
     print(
@@ -448,6 +483,15 @@ def _summary(results, steps):
                 cell += f" ({handled / peer['steps'][n]['handled_fps']:.2f}×)"
             cells.append(f"{cell:>14}")
         print(f"{total_rate:>10} " + " ".join(cells))
+    for name, data in servers.items():
+        if name.endswith("+rules") and name.removesuffix("+rules") in servers:
+            base = servers[name.removesuffix("+rules")]["steps"]
+            ratios = [
+                f"{total_rate}: {s['handled_fps'] / b['handled_fps']:.3f}"
+                for total_rate, s, b in zip(steps, data["steps"], base, strict=True)
+                if b["handled_fps"]
+            ]
+            print(f"alert rules on every channel, {name} / {name.removesuffix('+rules')} (target ≥ 0.95): {ratios}")
     if all("rss" in data for data in servers.values()):
         cells = []
         for name, data in servers.items():
@@ -473,6 +517,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="Short run (~2 min): 2 steps of 6 s, RSS check 12 s.")
     parser.add_argument("--logdir", default="/tmp/shelly-bench-logs")
     parser.add_argument("--json", default="", help="Also write the results to this file.")
+    parser.add_argument(
+        "--alert-rules", action="store_true", help="Run each of our servers without, then with alert rules."
+    )
     args = parser.parse_args()
     if args.quick:
         args.steps, args.seconds, args.warmup, args.rss_seconds = "500,2000", 6.0, 2.0, 12.0

@@ -1,10 +1,13 @@
 from django import forms
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext_lazy as _
 
-from collector import cycles
+from collector import cycles, provisioning
 from collector.models import (
     ApiToken,
     Channel,
@@ -35,16 +38,21 @@ class ChannelInline(admin.TabularInline):
     show_change_link = True
 
 
-class DeviceAdminForm(forms.ModelForm):
-    """The device password is typed, never shown back (not even in the page's source)."""
-
-    password = forms.CharField(
+def device_password_field() -> forms.CharField:
+    """A device password: typed, never rendered back (not even in the page's source)."""
+    return forms.CharField(
         label=_("device password"),
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text=_("Only when the device has authentication enabled."),
     )
+
+
+class DeviceAdminForm(forms.ModelForm):
+    """The device password is typed, never shown back (not even in the page's source)."""
+
+    password = device_password_field()
     clear_password = forms.BooleanField(label=_("remove the device password"), required=False)
 
     class Meta:
@@ -63,6 +71,20 @@ class DeviceAdminForm(forms.ModelForm):
         elif not cleaned.get("password"):
             cleaned["password"] = self.instance.password  # left empty: keep the one stored
         return cleaned
+
+
+class ProvisionForm(forms.Form):
+    host = forms.CharField(
+        label=_("IP address or host"), max_length=200, help_text=_("As in its web UI, e.g. 192.168.1.40")
+    )
+    password = device_password_field()
+    name = forms.CharField(label=_("name"), max_length=200, required=False)
+    server = forms.CharField(
+        label=_("server address for devices"),
+        max_length=300,
+        required=False,
+        help_text=_("ws:// or wss:// address of this server as the device reaches it; empty: PUBLIC_WS_URL."),
+    )
 
 
 @admin.register(Device)
@@ -96,7 +118,61 @@ class DeviceAdmin(admin.ModelAdmin):
         "created_at",
     )
     readonly_fields = reported_fields + health_fields
-    actions = ["pull_intervals_now"]
+    actions = ["pull_intervals_now", "provision_over_local_rpc"]
+    change_list_template = "admin/collector/device/change_list.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.provision_view)
+        return [path("provision/", view, name="collector_device_provision"), *super().get_urls()]
+
+    def provision_view(self, request):
+        """ "Add a Shelly by IP": identity over local RPC, device + token, Ws.SetConfig, reboot, confirm."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        result = None
+        form = ProvisionForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                result = provisioning.provision(
+                    data["host"], password=data["password"], name=data["name"], server=data["server"] or None
+                )
+            except provisioning.ProvisioningError as exc:
+                form.add_error(None, str(exc))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Add a Shelly by IP"),
+            "opts": self.model._meta,
+            "form": form,
+            "result": result,
+            "public_ws_url": settings.PUBLIC_WS_URL,
+        }
+        response = TemplateResponse(request, "admin/collector/device/provision.html", context)
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description=_("Provision over local RPC (point its WebSocket at this server)"))
+    def provision_over_local_rpc(self, request, queryset):
+        for device in queryset:
+            if not device.host:
+                self.message_user(
+                    request,
+                    _("%(device)s has no host: set its IP address first.") % {"device": device},
+                    messages.ERROR,
+                )
+                continue
+            try:
+                result = provisioning.provision(device.host, password=device.password)
+            except provisioning.ProvisioningError as exc:
+                self.message_user(request, f"{device}: {exc}", messages.ERROR)
+                continue
+            text = (
+                _("%(device)s now sends to %(url)s and is connected.")
+                if result.connected
+                else _("%(device)s now sends to %(url)s but has not connected yet.")
+            )
+            level = messages.SUCCESS if result.connected else messages.WARNING
+            self.message_user(request, text % {"device": result.device, "url": result.server_shown}, level)
 
     @admin.action(description=_("Pull energy intervals now (polled meters)"))
     def pull_intervals_now(self, request, queryset):

@@ -38,7 +38,7 @@ class CycleRules:
     @classmethod
     def from_channel(cls, channel: Channel) -> "CycleRules":
         return cls(
-            threshold_w=channel.threshold_w,
+            threshold_w=channel.effective_threshold_w,
             gap_threshold_s=channel.effective_gap_threshold_s,
             min_cycle_s=channel.min_cycle_s,
             max_power_w=channel.max_power_w,
@@ -77,7 +77,8 @@ def detect_cycles(rows, *, rules: CycleRules, still_running: bool = False) -> li
       `events` stop row), or at the last active row before a gap of at least
       the channel's gap threshold — except before a `stop` row: the pipeline
       writes it for the run in progress, so it closes that run whatever the
-      gap (a steady pump may leave only its start and stop rows);
+      gap (a steady pump may leave only its start and stop rows), and so
+      does an imported 0 W row (the earlier collectors' stop row);
     - `still_running`: the channel is running after the last row, so a cycle
       the rows leave open is returned running (ended_at None);
     - a closed cycle shorter than min_cycle is kept and flagged noise.
@@ -88,7 +89,7 @@ def detect_cycles(rows, *, rules: CycleRules, still_running: bool = False) -> li
         ts, power, _, reason = row
         if current:
             gap_s = (ts - current[-1][0]).total_seconds()
-            if gap_s >= rules.gap_threshold_s and reason != PowerLog.Reason.STOP:
+            if gap_s >= rules.gap_threshold_s and not _closes_run(reason, power, rules):
                 cycles.append(_summarise(current, ended_at=current[-1][0], rules=rules))
                 current = []
             elif not rules.is_active(power):
@@ -104,6 +105,17 @@ def detect_cycles(rows, *, rules: CycleRules, still_running: bool = False) -> li
     if current:
         cycles.append(_summarise(current, ended_at=None if still_running else current[-1][0], rules=rules))
     return cycles
+
+
+def _closes_run(reason, power, rules: CycleRules) -> bool:
+    """A stop row closes the run in progress whatever the gap before it.
+
+    The earlier collectors (`manage.py import_history`) wrote their stop row
+    as a 0 W row after their stop timeout: an imported inactive row is theirs.
+    """
+    if reason == PowerLog.Reason.STOP:
+        return True
+    return reason == PowerLog.Reason.IMPORTED and not rules.is_active(power)
 
 
 def _summarise(cycle_rows, *, ended_at, rules: CycleRules) -> DetectedCycle:
@@ -227,6 +239,10 @@ def sync_cycles(
     range is open-ended. Call inside a transaction.
     """
     rules = CycleRules.from_channel(channel)
+    if channel.raw_kept_from is not None and (start is None or start < channel.raw_kept_from):
+        # Retention deleted the rows before this moment: the cycles stored
+        # there keep the energy they were given; nothing can re-detect them.
+        start = channel.raw_kept_from
     window_start = cycle_boundary_before(channel.pk, start, rules=rules) if start else None
     window_end = cycle_boundary_after(channel.pk, end, rules=rules) if end else None
     if still_running is None:
@@ -243,6 +259,17 @@ def sync_cycles(
     rows = logs.order_by("timestamp", "id").values_list("timestamp", "apower_w", "energy_total_wh", "reason")
     detected = detect_cycles(rows.iterator(chunk_size=ROW_CHUNK), rules=rules, still_running=still_running)
 
+    if channel.raw_kept_from is not None and window_start is not None:
+        # A stored cycle that began before the window and runs into it lost
+        # its first rows: the detector would find its tail as a new cycle.
+        covering = (
+            Cycle.objects.filter(channel_id=channel.pk, started_at__lt=window_start, ended_at__gte=window_start)
+            .order_by("-ended_at")
+            .values_list("ended_at", flat=True)
+            .first()
+        )
+        if covering is not None:
+            detected = [found for found in detected if found.started_at > covering]
     result = SyncResult(channel_id=channel.pk, detected=len(detected))
     existing = {c.started_at: c for c in stored}
     now = timezone.now()

@@ -80,6 +80,15 @@ def reject(reason: str, *, device_id: str | None, detail: str = "") -> None:
     log_bad_input(reason, device_id=device_id, detail=detail)
 
 
+def rate_limited(device_id: str | None) -> None:
+    """A frame dropped by a connection's rate limit: a counter and a log line per minute at most."""
+    counter = _rejected_by_reason.get("rate_limited")
+    if counter is None:
+        counter = _rejected_by_reason["rate_limited"] = frames_rejected.labels("rate_limited")
+    counter.inc()
+    log_bad_input("rate_limited", device_id=device_id, detail="frames over the connection's rate dropped")
+
+
 def log_bad_input(reason: str, *, device_id: str | None, detail: str = "") -> None:
     """Log bad input at most once per device per minute (counting is the caller's)."""
     key = device_id or "-"

@@ -10,12 +10,12 @@ relayed frames) and the RPC poller (GetStatus results) all end here.
 - Bad parts are dropped and counted, the rest of the frame is used.
 """
 
-import json
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from collector.samples import Sample
+from collector.validation import BOUNDS, check_device_id, decode_json, is_number, valid_component_key, within
+from collector.validation import InputRejected as FrameError
 
 FULL_STATUS_METHODS = {"notifyfullstatus"}
 PARTIAL_STATUS_METHODS = {"notifystatus"}
@@ -44,18 +44,6 @@ POWER_COMPONENTS = {"switch", "pm1", "em1", "em"}
 DATA_TO_POWER = {"emdata": "em", "em1data": "em1"}
 
 
-class FrameError(ValueError):
-    """A whole frame is unusable; `kind` names the counter it goes to."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
-
-
-def _reject_constant(name):
-    raise FrameError("non_finite", f"{name} is not a number JSON allows")
-
-
 def decode_frame(text, *, max_bytes: int) -> dict:
     """Bytes or text off the wire → a JSON object, or FrameError."""
     size = len(text)
@@ -64,12 +52,7 @@ def decode_frame(text, *, max_bytes: int) -> dict:
         size = size if size > max_bytes else len(text.encode())
     if size > max_bytes:
         raise FrameError("oversize", f"frame of {size} bytes is over the {max_bytes} byte limit")
-    try:
-        frame = json.loads(text, parse_constant=_reject_constant)
-    except FrameError:
-        raise
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FrameError("invalid_json", f"invalid JSON: {exc}") from None
+    frame = decode_json(text)
     if not isinstance(frame, dict):
         raise FrameError("wrong_type", "a frame must be a JSON object")
     return frame
@@ -79,12 +62,25 @@ def component_type(key: str) -> str:
     return key.split(":", 1)[0]
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+_is_number = is_number
+
+
+def field_bound(name: str) -> float:
+    """The plausibility bound of a numeric status field, by what it measures."""
+    if "power" in name:
+        return BOUNDS["power"]
+    if "energy" in name or name.startswith("total_act"):
+        return BOUNDS["energy"]
+    for kind in ("voltage", "current", "pf", "freq"):
+        if name.endswith(kind):
+            return BOUNDS[kind]
+    return BOUNDS["power"]
 
 
 def component_problem(key: str, value) -> str | None:
     """Why this component status cannot be used, or None."""
+    if not valid_component_key(key):
+        return "bad_key"
     ctype = component_type(key)
     if ctype not in KNOWN_COMPONENTS:
         return "unknown_component"
@@ -93,14 +89,22 @@ def component_problem(key: str, value) -> str | None:
     if not isinstance(value, dict):
         return "wrong_type"
     for name in NUMERIC_FIELDS.get(ctype, ()):
-        if name in value and value[name] is not None and not _is_number(value[name]):
-            return "non_finite" if isinstance(value[name], float) else "wrong_type"
+        number = value.get(name)
+        if number is None:
+            continue
+        if not _is_number(number):
+            return "non_finite" if isinstance(number, float) else "wrong_type"
+        if not within(number, field_bound(name)):
+            return "out_of_range"
     for name in ENERGY_SUBFIELDS.get(ctype, ()):
         sub = value.get(name)
         if sub is None:
             continue
-        if not isinstance(sub, dict) or ("total" in sub and sub["total"] is not None and not _is_number(sub["total"])):
+        total = sub.get("total") if isinstance(sub, dict) else None
+        if not isinstance(sub, dict) or (total is not None and not _is_number(total)):
             return "wrong_type"
+        if total is not None and not within(total, BOUNDS["energy"]):
+            return "out_of_range"
     return None
 
 
@@ -263,6 +267,8 @@ class DeviceStatusTracker:
         src = frame.get("src")
         if src is not None and not isinstance(src, str):
             raise FrameError("wrong_type", "src must be a string")
+        if src:
+            check_device_id(src)
         device_id = src or device_id
         method = frame.get("method")
         if method is not None and not isinstance(method, str):

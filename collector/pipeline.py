@@ -22,8 +22,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from collector import metrics, policies
+from collector import metrics, outage, policies
 from collector.db import run_in_db_thread
+from collector.limits import new_device_budget
 from collector.models import Channel, ChannelState, Device, PowerLog, Transport, WritePolicy
 from collector.policies import ChannelRules, Outcome, RunState
 from collector.samples import LiveSample, Sample
@@ -72,6 +73,7 @@ class ChannelPlan:
     samples: list = field(default_factory=list)
     rows: list = field(default_factory=list)
     outcomes: list = field(default_factory=list)
+    held_count: int = 0  # samples of this plan counted in the outage buffer
 
 
 @dataclass
@@ -96,8 +98,10 @@ class _StateConflict(Exception):
 class Pipeline:
     """Per-process (or per-connection) front of the pipeline with a state cache."""
 
-    def __init__(self, *, transport=Transport.WEBSOCKET, auto_register=None, flush_seconds=None):
+    def __init__(self, *, transport=Transport.WEBSOCKET, auto_register=None, flush_seconds=None, token_key=None):
         self.transport = transport
+        # Whose budget of new devices a registration spends (an ingest token's pk).
+        self.token_key = token_key
         self.auto_register = settings.COLLECTOR_AUTO_REGISTER if auto_register is None else auto_register
         self.flush_seconds = settings.COLLECTOR_STATE_FLUSH_SECONDS if flush_seconds is None else flush_seconds
         self.runtimes: dict[tuple[str, str], ChannelRuntime | None] = {}
@@ -105,6 +109,9 @@ class Pipeline:
         # The event loop of the async caller, so pushes after commit are handed
         # to it instead of blocking a database thread until it gets round to them.
         self.event_loop: asyncio.AbstractEventLoop | None = None
+        # Database outage (collector.outage): plans not written yet, samples of channels not loaded yet.
+        self.pending: dict[int, ChannelPlan] = {}
+        self.unloaded: list = []
 
     # -- loading -----------------------------------------------------------
     def load(self, samples) -> None:
@@ -118,6 +125,10 @@ class Pipeline:
             if not self.auto_register:
                 self.refused_devices.add(device_id)
                 continue
+            if not new_device_budget.take(self.token_key, settings.COLLECTOR_MAX_NEW_DEVICES_PER_MINUTE):
+                self.refused_devices.add(device_id)
+                metrics.reject("registration_limit", device_id=device_id, detail="new devices per minute exceeded")
+                continue
             devices[device_id], _ = Device.objects.get_or_create(
                 device_id=device_id, defaults={"transport": self.transport, "auto_registered": True}
             )
@@ -127,12 +138,23 @@ class Pipeline:
                 device__device_id__in=devices.keys(), key__in={key for _, key in missing}
             )
         }
-        for device_id, key in missing:
+        channel_counts: dict[str, int] = {}
+        for device_id, key in sorted(missing):
             device = devices.get(device_id)
             if device is None:
                 self.runtimes[(device_id, key)] = None
                 continue
-            channel = channels.get((device_id, key)) or self._register_channel(device, key)
+            channel = channels.get((device_id, key))
+            if channel is None:
+                if device_id not in channel_counts:
+                    channel_counts[device_id] = Channel.objects.filter(device=device).count()
+                if channel_counts[device_id] >= settings.COLLECTOR_MAX_CHANNELS_PER_DEVICE:
+                    # Refused, not stored; cached so the count is not asked again per frame.
+                    metrics.reject("channel_limit", device_id=device_id, detail="channels per device exceeded")
+                    self.runtimes[(device_id, key)] = None
+                    continue
+                channel = self._register_channel(device, key)
+                channel_counts[device_id] += 1
             self.runtimes[(device_id, key)] = self._runtime(channel)
 
     @staticmethod
@@ -167,6 +189,19 @@ class Pipeline:
     def forget_device(self, device_id: str) -> None:
         for key in [k for k in self.runtimes if k[0] == device_id]:
             del self.runtimes[key]
+
+    def take_device(self, other: "Pipeline", device_id: str) -> None:
+        """Continue a device from another pipeline of this process (a reconnect): its cached
+        state, and what a database outage held for it, move here instead of being reloaded."""
+        for key in [k for k in other.runtimes if k[0] == device_id]:
+            runtime = other.runtimes.pop(key)
+            self.runtimes.setdefault(key, runtime)
+        for channel_id in [cid for cid, plan in other.pending.items() if plan.runtime.device_id == device_id]:
+            self.pending[channel_id] = other.pending.pop(channel_id)
+        moved = [s for s in other.unloaded if s.device_id == device_id]
+        if moved:
+            other.unloaded = [s for s in other.unloaded if s.device_id != device_id]
+            self.unloaded = moved + self.unloaded
 
     def cached_runtimes(self):
         return [rt for rt in self.runtimes.values() if rt is not None]
@@ -311,33 +346,73 @@ class Pipeline:
         result.add(written)
         return result
 
+    def persist_or_hold(self, plans: dict[int, ChannelPlan], *, flush_all=False) -> IngestResult:
+        """`persist`, but a database outage keeps the plans pending (collector.outage) instead of raising."""
+        if self.pending:
+            plans = outage.merge(self.pending, plans)
+        try:
+            result = self.persist(plans, flush_all=flush_all)
+        except outage.DATABASE_ERRORS as exc:
+            outage.database_failed(exc)
+            self.pending = plans if self.pending else outage.merge({}, plans)
+            return IngestResult()
+        self.pending = {}
+        outage.written(plans)
+        return result
+
+    async def _apersist(self, plans, *, flush_all=False, retry=True) -> IngestResult:
+        if self.pending and outage.state.database_down and not retry and not outage.state.retry_due():
+            # Known outage: queue behind the pending plans; the timer retries.
+            outage.merge(self.pending, plans)
+            return IngestResult()
+        return await run_in_db_thread(self.persist_or_hold)(plans, flush_all=flush_all)
+
+    async def _aload(self, samples) -> list:
+        """Load the channels of these samples; in an outage hold those that cannot be loaded. Returns the rest."""
+        if self.unloaded:
+            outage.state.release(len(self.unloaded))
+            samples, self.unloaded = [*self.unloaded, *samples], []
+        if all((s.device_id, s.channel_key) in self.runtimes for s in samples):
+            return samples
+        try:
+            await run_in_db_thread(self.load)(samples)
+            return samples
+        except outage.DATABASE_ERRORS as exc:
+            # Raised through Django's cursor: the connection is closed after the call.
+            outage.state.database_failed(exc)
+        missing = [s for s in samples if (s.device_id, s.channel_key) not in self.runtimes]
+        self.unloaded = outage.hold_unloaded([], missing)
+        return [s for s in samples if (s.device_id, s.channel_key) in self.runtimes]
+
     async def aingest(self, samples) -> IngestResult:
         """Async entry point for consumers: decisions in the event loop, DB only when needed."""
         self.event_loop = asyncio.get_running_loop()
-        if any((s.device_id, s.channel_key) not in self.runtimes for s in samples):
-            await run_in_db_thread(self.load)(samples)
+        samples = await self._aload(samples)
         result = IngestResult()
         plans = self.apply(samples, result)
-        if self.needs_persist(plans):
-            result.add(await run_in_db_thread(self.persist)(plans))
+        if self.needs_persist(plans) or self.pending:
+            result.add(await self._apersist(plans, retry=False))
         return result
 
     async def atick(self, now: datetime | None = None, *, flush_all=False) -> IngestResult:
-        """Timer: close expired runs and flush state that is due."""
+        """Timer: close expired runs and flush state that is due (and retry what an outage held)."""
         self.event_loop = asyncio.get_running_loop()
+        result = IngestResult()
+        if self.unloaded:
+            result.add(await self.aingest([]))
         plans = self.close_expired(now or timezone.now())
-        if flush_all or self.needs_persist(plans):
-            return await run_in_db_thread(self.persist)(plans, flush_all=flush_all)
-        return IngestResult()
+        if flush_all or self.pending or self.needs_persist(plans):
+            result.add(await self._apersist(plans, flush_all=flush_all))
+        return result
 
 
-def ingest_samples(samples, *, transport=Transport.BATCH, auto_register=None) -> IngestResult:
+def ingest_samples(samples, *, transport=Transport.BATCH, auto_register=None, token_key=None) -> IngestResult:
     """Feed samples from a sync path (batch API, RPC poller) with no long-lived cache.
 
     States are loaded fresh on each call, so several processes can take
     batches for the same channel.
     """
-    return Pipeline(transport=transport, auto_register=auto_register).ingest(list(samples))
+    return Pipeline(transport=transport, auto_register=auto_register, token_key=token_key).ingest(list(samples))
 
 
 def close_expired_runs(now: datetime | None = None) -> IngestResult:

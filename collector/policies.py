@@ -31,7 +31,7 @@ class ChannelRules:
     def from_channel(cls, channel):
         return cls(
             policy=channel.policy,
-            threshold_w=channel.threshold_w,
+            threshold_w=channel.effective_threshold_w,
             stop_timeout_s=channel.stop_timeout_s,
             interval_s=channel.interval_s,
             delta_w=channel.delta_w,
@@ -167,6 +167,17 @@ def close_run(rules: ChannelRules, state: RunState, *, key_base: str = "") -> Ou
     return outcome
 
 
+def scoped_idempotency_key(sample, key_base: str | None) -> str | None:
+    """A row's idempotency key: the client's, scoped to its device and channel, else `device|channel|ts`.
+
+    Scoped so a client's key can never collide with (and suppress) another
+    device's or channel's reading (§4.2).
+    """
+    if sample.idempotency_key:
+        return f"{key_base}|{sample.idempotency_key}" if key_base else sample.idempotency_key
+    return f"{key_base}|{sample.ts.isoformat()}" if key_base else None
+
+
 def apply_sample(rules: ChannelRules, state: RunState, sample: Sample, *, key_base: str = "") -> Outcome:
     """Feed one sample; returns the rows to write and the run transitions.
 
@@ -184,7 +195,7 @@ def apply_sample(rules: ChannelRules, state: RunState, sample: Sample, *, key_ba
         outcome = close_run(rules, state, key_base=key_base)
 
     values = sample.values()
-    key = sample.idempotency_key or (f"{key_base}|{sample.ts.isoformat()}" if key_base else None)
+    key = scoped_idempotency_key(sample, key_base)
     active = sample.apower_w > rules.threshold_w
     was_running = state.running
     run_continues = was_running and state.first_inactive_at is None

@@ -30,7 +30,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from collector import intervals, metrics, services
+from collector import intervals, metrics, outage, services
 from collector.db import run_in_db_thread
 from collector.models import Device, Transport
 from collector.parsing import samples_from_status
@@ -154,7 +154,11 @@ class DevicePoller:
         the next poll late."""
         try:
             if self.needs_info:
-                await self.refresh_info()
+                try:
+                    await self.refresh_info()
+                except outage.DATABASE_ERRORS as exc:
+                    # The info is saved on a later poll; the samples are held meanwhile.
+                    outage.state.database_failed(exc)
             status = await self.client.get_status(retry=self.config.live_retry)
         except RpcError as exc:
             await self._failed("live", exc)
@@ -192,8 +196,13 @@ class DevicePoller:
         try:
             if previous is not None:
                 await asyncio.wait([previous])
-            await self.pipeline.aingest(samples)
-            await run_in_db_thread(services.record_poll_success)(self.device.pk, at=received_at)
+            await self.pipeline.aingest(samples)  # held in memory during a database outage
+            try:
+                await run_in_db_thread(services.record_poll_success)(self.device.pk, at=received_at)
+            except outage.DATABASE_ERRORS as exc:
+                # The poll itself succeeded: not a device failure (that would
+                # re-read its info, which needs the database, before each poll).
+                outage.state.database_failed(exc)
             return True
         except Exception as exc:  # a database hiccup must not end the schedule
             log.exception("storing a poll failed", extra={"event": "poll_store_failed", "device_id": self.device_id})
@@ -259,6 +268,11 @@ class DevicePoller:
             return None
         except RpcError as exc:
             await self._failed("intervals", exc)
+            return None
+        except outage.DATABASE_ERRORS as exc:
+            # Not the meter's fault (marking it failing would re-read its info,
+            # which needs the database, before every poll): retried on schedule.
+            outage.state.database_failed(exc)
             return None
         except Exception as exc:
             log.exception("interval pull failed", extra={"event": "interval_pull_failed", "device_id": self.device_id})

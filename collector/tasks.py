@@ -48,3 +48,21 @@ def backfill_energy_intervals(device_pk: int) -> str:
 
     result = polling.pull_device_intervals(device_pk, previous_day=True)
     return f"{result.records} record(s), {result.written} interval row(s) written"
+
+
+def update_rollups() -> str:
+    """Recompute the 1-minute rollups of the minutes raw rows were written into."""
+    from collector import rollups
+
+    result = rollups.update_rollups(budget_s=120)
+    more = " (more next run)" if result.more else ""
+    return f"{result.minutes} minute(s) recomputed, {result.written} rollup(s) written{more}"
+
+
+def apply_retention() -> str:
+    """Delete raw `every` rows and rollups past their retention, in bounded batches."""
+    from collector import retention
+
+    result = retention.apply_retention()
+    state = "finished" if result.finished else "continues next run"
+    return f"{result.raw_deleted} raw row(s), {result.rollups_deleted} rollup(s) deleted; {state}"

@@ -20,12 +20,13 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from collector import metrics
+from collector import metrics, outage
 from collector.db import run_in_db_thread
 from collector.models import Device, IngestToken, Transport
 from collector.parsing import DeviceStatusTracker, FrameError, decode_frame
 from collector.pipeline import Pipeline
 from collector.services import mark_token_used
+from collector.token_cache import token_cache
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,24 @@ def authenticate_ingest_token(raw: str | None) -> IngestToken | None:
     token = IngestToken.objects.matching(raw).select_related("device").first()
     if token is None:
         return None
+    token_cache.remember(raw, token)
     mark_token_used(token)
     return token
+
+
+async def authenticate_ingest_token_or_cached(raw: str | None):
+    """The token from the database; while the database is unreachable, from the recently validated ones.
+
+    Raises `outage.DATABASE_ERRORS` when the database is down and the token was not seen recently.
+    """
+    try:
+        return await run_in_db_thread(authenticate_ingest_token)(raw)
+    except outage.DATABASE_ERRORS as exc:
+        outage.state.database_failed(exc)
+        cached = token_cache.get(raw)
+        if cached is None:
+            raise
+        return cached
 
 
 def _touch_device(device_id: str, now: datetime) -> bool:
@@ -78,6 +95,7 @@ class DeviceStream:
         max_frame_bytes: int | None = None,
         max_skew_s: float | None = None,
         pipeline: Pipeline | None = None,
+        token_key=None,
     ):
         self.allowed_device_id = allowed_device_id
         self.device_id = allowed_device_id  # the device this connection speaks for, once known
@@ -85,7 +103,7 @@ class DeviceStream:
         self.max_frame_bytes = max_frame_bytes or settings.COLLECTOR_MAX_FRAME_BYTES
         skew = settings.COLLECTOR_CLOCK_SKEW_SECONDS if max_skew_s is None else max_skew_s
         self.tracker = DeviceStatusTracker(max_skew_s=skew)
-        self.pipeline = pipeline or Pipeline(transport=Transport.WEBSOCKET)
+        self.pipeline = pipeline or Pipeline(transport=Transport.WEBSOCKET, token_key=token_key)
         self.seen_devices: set[str] = set()
         self.last_seen_due: dict[str, float] = {}
         self.refused_since: dict[str, float] = {}
@@ -104,8 +122,9 @@ class DeviceStream:
         try:
             frame = decode_frame(data, max_bytes=self.max_frame_bytes)
             src = frame.get("src")
-            if self.allowed_device_id and isinstance(src, str) and src and src != self.allowed_device_id:
-                metrics.reject("wrong_device", device_id=self.allowed_device_id, detail=f"frame from {src}")
+            # One device per connection: the token's device, else the first `src` seen.
+            if self.device_id and isinstance(src, str) and src and src != self.device_id:
+                metrics.reject("wrong_device", device_id=self.device_id, detail=f"frame from {src}")
                 return None
             parsed = self.tracker.parse(frame, received_at=received_at or timezone.now(), device_id=self.device_id)
         except FrameError as exc:
@@ -138,7 +157,7 @@ class DeviceStream:
             self.device_id = device_id
         # A run this process was still closing for the device is continued
         # from the database state by this connection's own pipeline.
-        await orphaned_runs.release(device_id)
+        await orphaned_runs.release(device_id, into=self.pipeline)
 
     async def _ingest(self, device_id: str, samples) -> bool:
         """Feed samples; False when the device is refused (unknown, auto-register off)."""
@@ -148,6 +167,12 @@ class DeviceStream:
                 return False
             self.pipeline.refused_devices.discard(device_id)
             self.pipeline.forget_device(device_id)
+        if self.pipeline.unloaded:
+            # Database down at the reconnect: the previous connection of this
+            # device may have been handed to the orphans only after our first
+            # frame; take its held rows now, or they would be replayed after
+            # ours and dropped as old.
+            await orphaned_runs.release(device_id, into=self.pipeline)
         async with self._pipeline_lock:
             try:
                 await self.pipeline.aingest(samples)
@@ -162,7 +187,12 @@ class DeviceStream:
         return True
 
     async def _touch(self, device_id: str) -> None:
-        found = await run_in_db_thread(_touch_device)(device_id, timezone.now())
+        try:
+            found = await run_in_db_thread(_touch_device)(device_id, timezone.now())
+        except outage.DATABASE_ERRORS as exc:
+            # `last_seen` is advisory: try again later, keep the connection.
+            outage.state.database_failed(exc)
+            found = False
         delay = LAST_SEEN_EVERY_SECONDS if found else LAST_SEEN_RETRY_SECONDS
         self.last_seen_due[device_id] = time.monotonic() + delay
 
@@ -187,7 +217,7 @@ class DeviceStream:
             return
         async with self._pipeline_lock:
             await self.pipeline.atick(flush_all=True)
-        if any(rt.state.running for rt in self.pipeline.cached_runtimes()):
+        if _has_running(self.pipeline):
             orphaned_runs.adopt(self.pipeline)
 
 
@@ -216,12 +246,17 @@ class OrphanedRuns:
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._task = loop.create_task(self._run(), name="shelly-orphaned-runs")
 
-    async def release(self, device_id: str) -> None:
+    async def release(self, device_id: str, into: Pipeline | None = None) -> None:
+        """The device reconnected here: its runs continue in `into` (its cached state and
+        anything a database outage held move there), or are reloaded from the database."""
         if not self.pipelines:
             return
         async with self._current_lock():
             for pipeline in list(self.pipelines):
-                pipeline.forget_device(device_id)
+                if into is not None:
+                    into.take_device(pipeline, device_id)
+                else:
+                    pipeline.forget_device(device_id)
                 if not _has_running(pipeline):
                     self._drop(pipeline)
 
@@ -265,7 +300,8 @@ class OrphanedRuns:
 
 
 def _has_running(pipeline: Pipeline) -> bool:
-    return any(rt.state.running for rt in pipeline.cached_runtimes())
+    """A run to close, or (database outage) rows still to write: keep ticking the pipeline."""
+    return bool(pipeline.pending or pipeline.unloaded) or any(rt.state.running for rt in pipeline.cached_runtimes())
 
 
 orphaned_runs = OrphanedRuns()

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from collector.cycles import rebuild_cycles
+from configs.forms import EmissionFactorSetForm, TariffForm, mcf_field_name
 from configs.models import (
     ChannelConfig,
     ChannelConfigVersion,
@@ -71,16 +72,26 @@ class NewConfigVersionForm(forms.ModelForm):
         initial=timezone.now,
         help_text=_("Now by default, or any time after the current version's start. History is never overwritten."),
     )
-    pump_model = forms.ModelChoiceField(PumpModel.objects.all(), required=False)
+    pump_model = forms.ModelChoiceField(PumpModel.objects.all(), required=False, label=_("pump model"))
     flow_m3h = forms.FloatField(
         label=_("flow rate (m³/h)"), required=False, min_value=0, help_text=_("Empty: the pump model's nominal flow.")
     )
     bod5_mg_l = forms.FloatField(label=_("BOD5 (mg/L)"), required=False, min_value=0)
     cod_mg_l = forms.FloatField(label=_("COD (mg/L)"), required=False, min_value=0)
     tss_mg_l = forms.FloatField(label=_("TSS (mg/L)"), required=False, min_value=0)
-    baseline_treatment = forms.ChoiceField(choices=TreatmentType.choices, initial=TreatmentType.SEPTIC)
-    system_treatment = forms.ChoiceField(choices=TreatmentType.choices, initial=TreatmentType.WETLAND_VERTICAL)
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    baseline_treatment = forms.ChoiceField(
+        label=_("baseline treatment (MCF)"),
+        choices=TreatmentType.choices,
+        initial=TreatmentType.SEPTIC,
+        help_text=_("What the wastewater would get without this plant."),
+    )
+    system_treatment = forms.ChoiceField(
+        label=_("system treatment (MCF)"),
+        choices=TreatmentType.choices,
+        initial=TreatmentType.WETLAND_VERTICAL,
+        help_text=_("What this plant does."),
+    )
+    note = forms.CharField(label=_("note"), widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
     class Meta:
         model = ChannelConfig
@@ -170,7 +181,7 @@ class ChannelConfigAdmin(admin.ModelAdmin):
         pass  # history is read-only
 
     def construct_change_message(self, request, form, formsets, add=False):
-        return [{"added": {"name": "config version", "object": str(form.cleaned_data["effective_from"])}}]
+        return [{"added": {"name": str(_("config version")), "object": str(form.cleaned_data["effective_from"])}}]
 
     @admin.action(description=_("Rebuild cycles and impact of the selected channels"))
     def rebuild_cycles_action(self, request, queryset):
@@ -201,12 +212,19 @@ class ChannelConfigVersionAdmin(admin.ModelAdmin):
 
 @admin.register(EmissionFactorSet)
 class EmissionFactorSetAdmin(admin.ModelAdmin):
+    form = EmissionFactorSetForm
     list_display = ("name", "valid_from", "valid_to", "b0_basis", "gwp_ch4", "grid_factor_kg_per_kwh", "is_example")
     fieldsets = (
         (None, {"fields": ("name", "valid_from", "valid_to", "is_example", "note")}),
         (_("Methane"), {"fields": ("b0_basis", ("b0_bod", "b0_bod_source"), ("b0_cod", "b0_cod_source"))}),
         (_("Global warming potential"), {"fields": (("gwp_ch4", "gwp_ch4_source"),)}),
-        (_("Methane correction factors"), {"fields": ("mcf_values", "mcf_source")}),
+        (
+            _("Methane correction factors"),
+            {
+                "fields": (*(mcf_field_name(t) for t in TreatmentType), "mcf_source"),
+                "description": _("Share of the methane potential that a treatment releases (0 to 1), per type."),
+            },
+        ),
         (
             _("Electricity"),
             {
@@ -225,6 +243,7 @@ class TariffAssignmentInline(admin.TabularInline):
 
 @admin.register(Tariff)
 class TariffAdmin(admin.ModelAdmin):
+    form = TariffForm
     list_display = ("name", "currency", "valid_from", "valid_to", "is_site_default")
     list_filter = ("is_site_default", "currency")
     inlines = [TariffAssignmentInline]

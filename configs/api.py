@@ -2,9 +2,10 @@
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,7 +25,7 @@ from configs.serializers import (
 from configs.services import ConfigVersionError, open_new_config_version
 from shelly_site.api import csv_export
 from shelly_site.api.csv_export import FORMAT_PARAMETER, CSVExportMixin
-from shelly_site.api.filters import DB_ID_MAX
+from shelly_site.api.filters import DB_ID_MAX, ID_SCHEMA, TIME_SCHEMA, WholeNumberField, time_in_range
 from shelly_site.api.pagination import ApiCursorPagination
 from shelly_site.api.permissions import ApiWriteAccess
 
@@ -51,19 +52,37 @@ class Conflict(exceptions.APIException):
 
 
 class CycleQuerySerializer(serializers.Serializer):
-    channel = serializers.IntegerField(required=False, min_value=1, max_value=DB_ID_MAX)
+    channel = WholeNumberField(required=False, min_value=1, max_value=DB_ID_MAX)
     include_noise = serializers.BooleanField(required=False, default=False)
 
     def to_internal_value(self, data):
+        # A value given twice is refused: the schema says one number, and
+        # taking the last one silently would hide a client's mistake.
+        if hasattr(data, "getlist"):
+            repeated = {name: ["Give this parameter once."] for name in data if len(data.getlist(name)) > 1}
+            if repeated:
+                raise serializers.ValidationError(repeated)
+        # DRF reads an empty form value as "not given" (the default): the
+        # schema says a value, so `period=` is an error like `period=x`.
+        ours = {*self.fields, "from", "to"}
+        blank = {name: ["Give a value or leave the parameter out."] for name in ours if data.get(name) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
         values = super().to_internal_value(data)
         for name in ("from", "to"):
             raw = data.get(name)
-            if raw:
+            if raw is not None:  # an empty value is an error too, as the schema says
                 try:
-                    values[name] = serializers.DateTimeField().to_internal_value(raw)
+                    values[name] = time_in_range(serializers.DateTimeField().to_internal_value(raw))
                 except serializers.ValidationError as error:
                     raise serializers.ValidationError({name: error.detail}) from None
+                except DjangoValidationError as error:
+                    raise serializers.ValidationError({name: error.messages}) from None
         return values
+
+
+class CycleListQuerySerializer(CycleQuerySerializer):
+    min_duration_s = serializers.FloatField(required=False, min_value=0, max_value=10 * 365 * 86400)
 
 
 class ImpactQuerySerializer(CycleQuerySerializer):
@@ -71,10 +90,16 @@ class ImpactQuerySerializer(CycleQuerySerializer):
 
 
 RANGE_PARAMETERS = [
-    OpenApiParameter("channel", OpenApiTypes.INT, description="Channel id."),
-    OpenApiParameter("from", OpenApiTypes.DATETIME, description="Cycles started at or after (ISO-8601)."),
-    OpenApiParameter("to", OpenApiTypes.DATETIME, description="Cycles started before (ISO-8601)."),
+    OpenApiParameter("channel", ID_SCHEMA, description="Channel id."),
+    OpenApiParameter("from", TIME_SCHEMA, description="Cycles started at or after (ISO-8601)."),
+    OpenApiParameter("to", TIME_SCHEMA, description="Cycles started before (ISO-8601)."),
     OpenApiParameter("include_noise", OpenApiTypes.BOOL, description="Include cycles shorter than min_cycle."),
+]
+CYCLE_PARAMETERS = [
+    *RANGE_PARAMETERS,
+    OpenApiParameter(
+        "min_duration_s", OpenApiTypes.NUMBER, description="Only closed cycles at least this long (running ones stay)."
+    ),
 ]
 
 
@@ -85,7 +110,7 @@ class CyclePagination(ApiCursorPagination):
     ordering = ("-started_at", "id")
 
 
-@extend_schema_view(list=extend_schema(parameters=[*RANGE_PARAMETERS, FORMAT_PARAMETER]))
+@extend_schema_view(list=extend_schema(parameters=[*CYCLE_PARAMETERS, FORMAT_PARAMETER]))
 class CycleViewSet(CSVExportMixin, viewsets.ReadOnlyModelViewSet):
     """Pump cycles, newest first, with impact and cost inline (totals and one part per config version)."""
 
@@ -94,7 +119,7 @@ class CycleViewSet(CSVExportMixin, viewsets.ReadOnlyModelViewSet):
     filter_backends = []
 
     def query(self):
-        query = CycleQuerySerializer(data=self.request.query_params)
+        query = CycleListQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         return query.validated_data
 
@@ -103,7 +128,11 @@ class CycleViewSet(CSVExportMixin, viewsets.ReadOnlyModelViewSet):
             return selectors.cycles(include_noise=True)
         q = self.query()
         return selectors.cycles(
-            channel_id=q.get("channel"), start=q.get("from"), end=q.get("to"), include_noise=q["include_noise"]
+            channel_id=q.get("channel"),
+            start=q.get("from"),
+            end=q.get("to"),
+            include_noise=q["include_noise"],
+            min_duration_s=q.get("min_duration_s"),
         )
 
     def list(self, request, *args, **kwargs):
@@ -173,7 +202,13 @@ class ChannelConfigVersionsView(APIView):
         versions = channel.config_versions.select_related("created_by").order_by("-effective_from")
         return Response(ConfigVersionSerializer(versions, many=True).data)
 
-    @extend_schema(request=NewConfigVersionSerializer, responses={201: ConfigVersionSerializer})
+    @extend_schema(
+        request=NewConfigVersionSerializer,
+        responses={
+            201: ConfigVersionSerializer,
+            409: OpenApiResponse(description="Overlaps or races another version of the channel."),
+        },
+    )
     def post(self, request, channel_id):
         channel = get_object_or_404(Channel, pk=channel_id)
         body = NewConfigVersionSerializer(data=request.data)

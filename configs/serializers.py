@@ -4,7 +4,16 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from collector.models import Cycle
-from configs.models import ChannelConfigVersion, CycleImpact, EmissionFactorSet, PumpModel, Tariff, TreatmentType
+from configs.models import (
+    MAX_CONCENTRATION_MG_L,
+    MAX_FLOW_M3H,
+    ChannelConfigVersion,
+    CycleImpact,
+    EmissionFactorSet,
+    PumpModel,
+    Tariff,
+    TreatmentType,
+)
 from configs.selectors import impact_totals
 
 
@@ -27,7 +36,7 @@ class EmissionFactorSetSerializer(serializers.ModelSerializer):
 
 
 class ConfigVersionSerializer(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True, allow_null=True)
 
     class Meta:
         model = ChannelConfigVersion
@@ -53,10 +62,10 @@ class ConfigVersionSerializer(serializers.ModelSerializer):
 class NewConfigVersionSerializer(serializers.Serializer):
     effective_from = serializers.DateTimeField(required=False, help_text="Default: now.")
     pump_model = serializers.PrimaryKeyRelatedField(queryset=PumpModel.objects.all(), required=False, allow_null=True)
-    flow_m3h = serializers.FloatField(required=False, allow_null=True, min_value=0)
-    bod5_mg_l = serializers.FloatField(required=False, allow_null=True, min_value=0)
-    cod_mg_l = serializers.FloatField(required=False, allow_null=True, min_value=0)
-    tss_mg_l = serializers.FloatField(required=False, allow_null=True, min_value=0)
+    flow_m3h = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=MAX_FLOW_M3H)
+    bod5_mg_l = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=MAX_CONCENTRATION_MG_L)
+    cod_mg_l = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=MAX_CONCENTRATION_MG_L)
+    tss_mg_l = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=MAX_CONCENTRATION_MG_L)
     baseline_treatment = serializers.ChoiceField(TreatmentType.choices, default=TreatmentType.SEPTIC)
     system_treatment = serializers.ChoiceField(TreatmentType.choices, default=TreatmentType.WETLAND_VERTICAL)
     note = serializers.CharField(required=False, allow_blank=True, default="")

@@ -5,6 +5,7 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from collector.models import Channel
 from configs.models import ChannelConfigVersion, PumpModel, TreatmentType
@@ -12,6 +13,10 @@ from configs.models import ChannelConfigVersion, PumpModel, TreatmentType
 
 class ConfigVersionError(ValidationError):
     pass
+
+
+def _local(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def check_new_config_version(*, channel: Channel, effective_from: datetime) -> ChannelConfigVersion | None:
@@ -24,17 +29,23 @@ def check_new_config_version(*, channel: Channel, effective_from: datetime) -> C
     later = versions.filter(effective_from__gte=effective_from).order_by("effective_from").first()
     if later is not None:
         raise ConfigVersionError(
-            f"A config version of {channel} already starts at {later.effective_from.isoformat()}, "
-            f"at or after {effective_from.isoformat()}: versions may not overlap. "
-            "Choose a time after the current version's start."
+            _(
+                "A config version of %(channel)s already starts at %(start)s, at or after %(moment)s: "
+                "versions may not overlap. Choose a time after the current version's start."
+            )
+            % {"channel": channel, "start": _local(later.effective_from), "moment": _local(effective_from)}
         )
     current = versions.filter(effective_to__isnull=True).first()
     closed_after = versions.filter(effective_to__gt=effective_from).exclude(pk=getattr(current, "pk", None)).first()
     if closed_after is not None:
         raise ConfigVersionError(
-            f"{effective_from.isoformat()} falls inside the closed version {closed_after}: versions may not overlap."
+            _("%(moment)s falls inside the closed version %(version)s: versions may not overlap.")
+            % {"moment": _local(effective_from), "version": closed_after}
         )
     return current
+
+
+BOUNDED = ("flow_m3h", "bod5_mg_l", "cod_mg_l", "tss_mg_l")
 
 
 def open_new_config_version(
@@ -61,10 +72,16 @@ def open_new_config_version(
     effective_from = effective_from or timezone.now()
     if flow_m3h is None:
         if pump_model is None or pump_model.nominal_flow_m3h is None:
-            raise ConfigVersionError("A flow rate is needed: enter one or choose a pump model with a nominal flow.")
+            raise ConfigVersionError(_("A flow rate is needed: enter one or choose a pump model with a nominal flow."))
         flow_m3h = pump_model.nominal_flow_m3h
     if flow_m3h < 0:
-        raise ConfigVersionError("The flow rate cannot be negative.")
+        raise ConfigVersionError(_("The flow rate cannot be negative."))
+    # The model's physical ranges, so a service caller cannot store what the admin and the API refuse.
+    candidate = ChannelConfigVersion(flow_m3h=flow_m3h, bod5_mg_l=bod5_mg_l, cod_mg_l=cod_mg_l, tss_mg_l=tss_mg_l)
+    try:
+        candidate.clean_fields(exclude=[f.name for f in ChannelConfigVersion._meta.fields if f.name not in BOUNDED])
+    except ValidationError as error:
+        raise ConfigVersionError(" ".join(error.messages)) from None
     try:
         with transaction.atomic():
             Channel.objects.select_for_update().filter(pk=channel.pk).first()
@@ -88,7 +105,11 @@ def open_new_config_version(
             )
     except IntegrityError as error:
         raise ConfigVersionError(
-            f"Another config version of {channel} was saved at the same time or overlaps this one; reload and retry."
+            _(
+                "Another config version of %(channel)s was saved at the same time or overlaps this one; "
+                "reload and retry."
+            )
+            % {"channel": channel}
         ) from error
     from configs.tasks import enqueue_recompute_after_version
 

@@ -25,10 +25,15 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.dates import WEEKDAYS
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
-DAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 DAY_SETS = {"all": frozenset(range(7)), "weekday": frozenset(range(5)), "weekend": frozenset({5, 6})}
 MINUTES_PER_DAY = 24 * 60
+OVERLAP_MESSAGE = gettext_noop(
+    "%(day)s %(time)s is covered by both “%(first)s” and “%(second)s”: periods may not overlap."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +74,19 @@ class TariffSlice:
         return self.energy_wh / 1000.0 * self.price_per_kwh
 
 
-def _minute_of(value, *, where) -> int:
+def _day_name(day: int) -> str:
+    return str(WEEKDAYS[day])
+
+
+def _minute_of(value, *, where, label) -> int:
+    problem = _("%(where)s: the %(label)s “%(value)s” is not a time like 07:30 (00:00 to 24:00).")
     try:
         hours, minutes = str(value).split(":")
         minute = int(hours) * 60 + int(minutes)
     except ValueError:
-        raise ValidationError(f"{where}: {value!r} is not a time HH:MM") from None
+        raise ValidationError(problem % {"where": where, "label": label, "value": value}) from None
     if not 0 <= minute <= MINUTES_PER_DAY or not 0 <= int(minutes) < 60:
-        raise ValidationError(f"{where}: {value!r} is not a time between 00:00 and 24:00")
+        raise ValidationError(problem % {"where": where, "label": label, "value": value})
     return minute
 
 
@@ -85,40 +95,50 @@ def _days_of(value, *, where) -> frozenset:
         return DAY_SETS[value]
     if isinstance(value, list) and value and all(isinstance(d, int) and 0 <= d <= 6 for d in value):
         return frozenset(value)
-    raise ValidationError(f'{where}: days must be "all", "weekday", "weekend" or a list of 0–6 (Monday = 0)')
+    raise ValidationError(
+        _("%(where)s: choose its days (every day, weekdays, weekend, or some of Monday to Sunday).") % {"where": where}
+    )
 
 
-def _number(value, *, where) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValidationError(f"{where} must be a number ≥ 0")
+def _number(value, *, message) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != value:
+        raise ValidationError(message)
     return float(value)
 
 
 def parse_tariff_rules(data) -> TariffRules:
-    """Validate tariff rules JSON and compile it; raises ValidationError with a readable message."""
+    """Validate tariff rules JSON and compile it; raises ValidationError with a message naming the field."""
     if not isinstance(data, dict) or not isinstance(data.get("periods"), list) or not data["periods"]:
-        raise ValidationError('Tariff rules need a non-empty "periods" list.')
+        raise ValidationError(_("A tariff needs at least one period with its days, times and price per kWh."))
     unknown = set(data) - {"periods", "standing_charge_per_day"}
     if unknown:
-        raise ValidationError(f"Unknown tariff rule keys: {', '.join(sorted(unknown))}")
-    standing = _number(data.get("standing_charge_per_day", 0), where="standing_charge_per_day")
+        raise ValidationError(_("Unknown tariff rule keys: %(keys)s") % {"keys": ", ".join(sorted(unknown))})
+    standing = _number(
+        data.get("standing_charge_per_day", 0),
+        message=_("The standing charge per day must be a number of 0 or more."),
+    )
     periods = []
     for index, raw in enumerate(data["periods"]):
-        where = f"period {index + 1}"
         if not isinstance(raw, dict):
-            raise ValidationError(f"{where} must be an object")
-        name = str(raw.get("name") or where)
-        start = _minute_of(raw.get("start"), where=f"{name} start")
-        end = _minute_of(raw.get("end"), where=f"{name} end")
+            raise ValidationError(_("Period %(n)d cannot be read.") % {"n": index + 1})
+        name = str(raw.get("name") or "").strip() or str(_("period %(n)d") % {"n": index + 1})
+        where = _("Period %(n)d (%(name)s)") % {"n": index + 1, "name": name}
+        start = _minute_of(raw.get("start"), where=where, label=_("start time"))
+        end = _minute_of(raw.get("end"), where=where, label=_("end time"))
         if start == end or start == MINUTES_PER_DAY:
-            raise ValidationError(f"{name}: start and end must differ (use 00:00–24:00 for a whole day)")
+            raise ValidationError(
+                _("%(where)s: the start and end times must differ (00:00 to 24:00 for a whole day).") % {"where": where}
+            )
         periods.append(
             TariffPeriod(
                 name=name,
-                days=_days_of(raw.get("days", "all"), where=name),
+                days=_days_of(raw.get("days", "all"), where=where),
                 start_minute=start,
                 end_minute=end,
-                price_per_kwh=_number(raw.get("price_per_kwh"), where=f"{name} price_per_kwh"),
+                price_per_kwh=_number(
+                    raw.get("price_per_kwh"),
+                    message=_("%(where)s: the price per kWh must be a number of 0 or more.") % {"where": where},
+                ),
             )
         )
     week = [None] * (7 * MINUTES_PER_DAY)
@@ -128,15 +148,26 @@ def parse_tariff_rules(data) -> TariffRules:
                 for minute in range(first, last):
                     slot = day * MINUTES_PER_DAY + minute
                     if week[slot] is not None:
+                        overlap = _(
+                            "%(day)s %(time)s is covered by both “%(first)s” and “%(second)s”: periods may not overlap."
+                        )
                         raise ValidationError(
-                            f"{DAY_NAMES[day]} {minute // 60:02d}:{minute % 60:02d} is covered by both "
-                            f"{periods[week[slot]].name!r} and {period.name!r}"
+                            overlap
+                            % {
+                                "day": _day_name(day),
+                                "time": f"{minute // 60:02d}:{minute % 60:02d}",
+                                "first": periods[week[slot]].name,
+                                "second": period.name,
+                            }
                         )
                     week[slot] = index
     if None in week:
         slot = week.index(None)
         day, minute = divmod(slot, MINUTES_PER_DAY)
-        raise ValidationError(f"{DAY_NAMES[day]} {minute // 60:02d}:{minute % 60:02d} is not covered by any period")
+        raise ValidationError(
+            _("%(day)s %(time)s is not covered by any period: every minute of the week needs a price.")
+            % {"day": _day_name(day), "time": f"{minute // 60:02d}:{minute % 60:02d}"}
+        )
     boundaries = {0}
     for period in periods:
         boundaries.update({period.start_minute % MINUTES_PER_DAY, period.end_minute % MINUTES_PER_DAY})

@@ -66,12 +66,29 @@ def device_health() -> list[dict]:
     return result
 
 
+def database_outage_note(database: dict) -> dict:
+    """The database check, with what this process holds in memory meanwhile (collector.outage)."""
+    from collector import outage
+
+    if database["ok"]:
+        outage.state.database_back()
+    else:
+        database["reason"] = (
+            "database unreachable: devices stay connected and samples are held in memory "
+            "(COLLECTOR_OUTAGE_BUFFER_SAMPLES) until it returns"
+        )
+    database.update(outage.state.summary())
+    return database
+
+
 def health_report() -> tuple[bool, dict]:
     now = timezone.now()
+    database = database_outage_note(check_database())
     checks = {
-        "database": check_database(),
+        "database": database,
         "channel_layer": check_channel_layer(),
-        "worker": check_worker(now),
+        # The worker's heartbeat is in the database: unknown while it is away.
+        "worker": check_worker(now) if database["ok"] else {"ok": False, "error": "unknown: database unreachable"},
     }
     healthy = checks["database"]["ok"] and checks["channel_layer"]["ok"] and checks["worker"]["ok"]
     report = {"status": "ok" if healthy else "degraded", "time": now.isoformat(), "checks": checks}

@@ -125,6 +125,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "dashboard.context_processors.navigation",
             ],
         },
     },
@@ -155,7 +156,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "shelly_site.channel_layer.RedisChannelLayer",
             "CONFIG": {
                 # redis-py's default read timeout (5 s) equals channels-redis's
                 # blocking receive (BZPOPMIN, 5 s): every idle dashboard socket
@@ -241,6 +242,10 @@ REST_FRAMEWORK = {
     # shelly_site.api.permissions.ApiWriteAccess.
     "DEFAULT_PERMISSION_CLASSES": ["shelly_site.api.permissions.ApiReadAccess"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # JSON bodies only: a form or multipart body cannot say null, so the
+    # schema's nullable fields could not be sent that way (issue 9).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "shelly_site.api.pagination.ApiCursorPagination",
     "PAGE_SIZE": 500,
     "EXCEPTION_HANDLER": "shelly_site.api.errors.api_exception_handler",
@@ -250,12 +255,21 @@ REST_FRAMEWORK = {
         "ingest": env.str("API_THROTTLE_INGEST", default="1200/min"),
     },
 }
+# Failed authentications per client address (API token, ingest key, device
+# WebSocket token) before that address gets 429 / close 4429; empty = off.
+API_THROTTLE_FAILED_AUTH = env.str("API_THROTTLE_FAILED_AUTH", default="30/min")
 # HTTP batch (§4.2): a body over this many bytes is refused with 413 before parsing.
 INGEST_BATCH_MAX_BYTES = env.int("INGEST_BATCH_MAX_BYTES", default=8 * 1024 * 1024)
+# Django refuses bodies over this before the batch view can answer 413: let
+# every batch up to INGEST_BATCH_MAX_BYTES through (the view reads at most that).
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_BATCH_MAX_BYTES + 1024, 2_621_440)
 SPECTACULAR_SETTINGS = {
     "TITLE": "shelly-monitor API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request bodies get their own components: read-only fields left out, and
+    # a required text field says minLength 1 as the serializer enforces.
+    "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -272,10 +286,23 @@ COLLECTOR_AUTO_REGISTER = env.bool("COLLECTOR_AUTO_REGISTER", default=not DATABA
 COLLECTOR_SERVER_SRC = env.str("COLLECTOR_SERVER_SRC", default="shelly-monitor")
 COLLECTOR_MAX_FRAME_BYTES = env.int("COLLECTOR_MAX_FRAME_BYTES", default=64 * 1024)
 COLLECTOR_CLOCK_SKEW_SECONDS = env.int("COLLECTOR_CLOCK_SKEW_SECONDS", default=300)
+# Hostile-input bounds (§4.1, §4.2); 0 turns a rate limit off.
+COLLECTOR_MAX_FRAMES_PER_SECOND = env.float("COLLECTOR_MAX_FRAMES_PER_SECOND", default=50.0)
+COLLECTOR_MAX_NEW_DEVICES_PER_MINUTE = env.int("COLLECTOR_MAX_NEW_DEVICES_PER_MINUTE", default=60)
+COLLECTOR_MAX_CHANNELS_PER_DEVICE = env.int("COLLECTOR_MAX_CHANNELS_PER_DEVICE", default=16)
+# How often an open device socket checks that its token is still enabled.
+COLLECTOR_TOKEN_RECHECK_SECONDS = env.float("COLLECTOR_TOKEN_RECHECK_SECONDS", default=3.0)
+INGEST_MAX_AGE_DAYS = env.int("INGEST_MAX_AGE_DAYS", default=400)
 # How often a connected process writes its in-memory channel state back to
 # the database while nothing else is written; it must stay well below every
 # channel's stop_timeout so a sweeper never sees a live run as stale.
 COLLECTOR_STATE_FLUSH_SECONDS = env.float("COLLECTOR_STATE_FLUSH_SECONDS", default=5.0)
+# Database outage (collector.outage, collector.token_cache): samples held in
+# memory per process until the database returns, beyond that their rows are
+# dropped (counted); devices whose token was validated this long ago may still
+# (re)connect while the database is away.
+COLLECTOR_OUTAGE_BUFFER_SAMPLES = env.int("COLLECTOR_OUTAGE_BUFFER_SAMPLES", default=200_000)
+COLLECTOR_TOKEN_CACHE_SECONDS = env.float("COLLECTOR_TOKEN_CACHE_SECONDS", default=900.0)
 COLLECTOR_TIMER_SECONDS = env.float("COLLECTOR_TIMER_SECONDS", default=5.0)
 COLLECTOR_SWEEP_SECONDS = env.int("COLLECTOR_SWEEP_SECONDS", default=30)
 
@@ -285,7 +312,29 @@ SHELLY_TIMEOUT_MS = env.int("SHELLY_TIMEOUT_MS", default=3000)
 POLL_LIVE_SECONDS = env.int("POLL_LIVE_SECONDS", default=10)
 POLL_INTERVAL_DATA_SECONDS = env.int("POLL_INTERVAL_DATA_SECONDS", default=300)
 
+# Retention (collector/retention.py): raw rows of `every` channels, then the
+# 1-minute rollups charts read beyond the raw window. 0 keeps them forever.
 RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=30)
+ROLLUP_RETENTION_DAYS = env.int("ROLLUP_RETENTION_DAYS", default=365)
+RETENTION_BATCH_ROWS = env.int("RETENTION_BATCH_ROWS", default=5000)
+for _name, _low in (("RAW_RETENTION_DAYS", 0), ("ROLLUP_RETENTION_DAYS", 0), ("RETENTION_BATCH_ROWS", 1)):
+    if globals()[_name] < _low:
+        raise ImproperlyConfigured(f"{_name} must be at least {_low} (got {globals()[_name]}).")
+if ROLLUP_RETENTION_DAYS and (not RAW_RETENTION_DAYS or ROLLUP_RETENTION_DAYS < RAW_RETENTION_DAYS):
+    raise ImproperlyConfigured(
+        f"ROLLUP_RETENTION_DAYS ({ROLLUP_RETENTION_DAYS}) must be 0 (forever) or at least RAW_RETENTION_DAYS "
+        f"({RAW_RETENTION_DAYS}, 0 = forever): charts read rollups where the raw rows are gone."
+    )
+
+# Provisioning (collector/provisioning.py): the address a Shelly on the plant's
+# network uses to reach this server's device WebSocket, e.g.
+# wss://monitor.example.org (the path /ws/shelly/<token>/ is added), and the
+# CA the device checks a wss:// server with ("ca.pem": its built-in bundle,
+# right for a public certificate; "user_ca.pem": one uploaded to the device).
+PUBLIC_WS_URL = env.str("PUBLIC_WS_URL", default="")
+SHELLY_WS_SSL_CA = env.str("SHELLY_WS_SSL_CA", default="ca.pem")
+# How long provisioning waits for the device to connect after its reboot.
+PROVISION_CONFIRM_SECONDS = env.float("PROVISION_CONFIRM_SECONDS", default=30.0)
 
 # --- Metrics and health ---------------------------------------------------
 # When set, /metrics and the detail of /healthz (checks, device ids) need
@@ -295,6 +344,42 @@ MONITORING_TOKEN = env.str("MONITORING_TOKEN", default="")
 # add up all of them (shelly_site/prometheus.py); empty: each process alone.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 use_multiprocess_dir(PROMETHEUS_MULTIPROC_DIR)  # before any metric is created
+
+# --- Dashboard ------------------------------------------------------------
+# How often an open dashboard re-reads changed channel states from the
+# database (samples of processes the channel layer does not reach, e.g. the
+# embedded poller with the in-memory layer).
+# --- Alerts and notifiers (SPEC §8) -------------------------------------------
+# ALERT_POWER_W set → a default high_power rule on every channel (`manage.py setup_alerts`, and at worker start).
+ALERT_POWER_W = env.float("ALERT_POWER_W", default=None)
+ALERT_SUSTAIN_SECONDS = env.int("ALERT_SUSTAIN_SECONDS", default=120)
+ALERT_COOLDOWN_SECONDS = env.int("ALERT_COOLDOWN_SECONDS", default=900)
+# Samples older than this (a batch replaying the past) fire nothing unless the rule asks.
+ALERT_MAX_SAMPLE_AGE_SECONDS = env.int("ALERT_MAX_SAMPLE_AGE_SECONDS", default=600)
+ALERT_RULES_REFRESH_SECONDS = env.float("ALERT_RULES_REFRESH_SECONDS", default=10.0)
+NOTIFIER_TIMEOUT_SECONDS = env.float("NOTIFIER_TIMEOUT_SECONDS", default=5.0)
+NOTIFIER_MAX_ATTEMPTS = env.int("NOTIFIER_MAX_ATTEMPTS", default=4)
+NOTIFIER_BACKOFF_SECONDS = env.float("NOTIFIER_BACKOFF_SECONDS", default=2.0)
+HOMEBRIDGE_API_URL = env.str("HOMEBRIDGE_API_URL", default="")
+HOMEBRIDGE_API_TOKEN = env.str("HOMEBRIDGE_API_TOKEN", default="")
+HOMEBRIDGE_API_USER = env.str("HOMEBRIDGE_API_USER", default="")
+HOMEBRIDGE_API_PASSWORD = env.str("HOMEBRIDGE_API_PASSWORD", default="")
+HOMEBRIDGE_ACCESSORY_ID = env.str("HOMEBRIDGE_ACCESSORY_ID", default="Power Alert Trigger")
+MQTT_URL = env.str("MQTT_URL", default="")
+MQTT_TOPIC = env.str("MQTT_TOPIC", default="shelly/alerts/motion")
+TRIGGER_HTTP_URL = env.str("TRIGGER_HTTP_URL", default="")
+# E-mail notifiers send through the mail settings of the e-mail section below.
+
+DASHBOARD_REFRESH_SECONDS = env.float("DASHBOARD_REFRESH_SECONDS", default=5.0)
+# The plant's name in the monthly report's header (dashboard/monthly_report.py).
+PLANT_NAME = env.str("PLANT_NAME", default="Wastewater treatment plant")
+
+# --- E-mail (monthly report, e-mail notifiers) ----------------------------------------------
+# smtp://user:password@host:587/?tls=True, smtp+ssl://…:465, or consolemail://
+# (prints instead of sending: the default, so nothing leaves a development box).
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="shelly-monitor@localhost")
 
 # --- Logging --------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -29,7 +29,10 @@ def healthz(request):
     if not _has_monitoring_token(request):
         # Liveness stays public (a load balancer or uptime probe needs no
         # secret); which devices exist and when they were seen does not.
-        return JsonResponse({"status": report["status"]}, status=status)
+        public = {"status": report["status"]}
+        if not report["checks"]["database"]["ok"]:
+            public["reason"] = report["checks"]["database"]["reason"]
+        return JsonResponse(public, status=status)
     return JsonResponse(report, status=status)
 
 

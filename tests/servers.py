@@ -159,3 +159,28 @@ def running(argv: list[str], *, env: dict, log_path: Path, port: int | None = No
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=STOP_WINDOW_S)
         kill_session(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a process started by `start` or `manage`, its children included (SIGTERM, then SIGKILL)."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_WINDOW_S)
+    kill_session(process)
+
+
+def manage(*args: str, log_path: Path, **env) -> subprocess.Popen:
+    """A management command (simulator, poller…) as its own process on the test database."""
+    return start(manage_argv(*args), env=process_env(**env), log_path=log_path)
+
+
+@contextlib.contextmanager
+def running_daphne(log_dir: Path, *, scheme: str = "http", **env):
+    """daphne on a free port for the length of a block: yields its base URL, prints the end of its log after."""
+    port = free_port()
+    log_path = log_dir / "daphne.log"
+    with running(daphne_argv(port), env=process_env(**env), log_path=log_path, port=port):
+        yield f"{scheme}://127.0.0.1:{port}"
+    print(log_path.read_text()[-3000:])

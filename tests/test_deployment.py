@@ -169,7 +169,7 @@ def test_nginx_allows_a_full_batch_and_logs_no_device_token():
 
 def settings_read_from_env() -> set[str]:
     source = (BASE_DIR / "shelly_site/settings.py").read_text()
-    return set(re.findall(r'env\.(?:str|bool|int|float|list|db_url)\(\s*"([A-Z0-9_]+)"', source))
+    return set(re.findall(r'env\.(?:str|bool|int|float|list|db_url|email_url)\(\s*"([A-Z0-9_]+)"', source))
 
 
 def test_env_example_lists_every_setting_and_nothing_else():

@@ -1,11 +1,10 @@
 """/api/v1 energy endpoints: stored EMData intervals and per-period summaries with cost."""
 
 import django_filters
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import exceptions, mixins, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,7 +12,7 @@ from collector import energy
 from collector.models import Device, EnergyInterval
 from shelly_site.api import csv_export
 from shelly_site.api.csv_export import FORMAT_PARAMETER, CSVExportMixin
-from shelly_site.api.filters import IdFilter, UtcIsoDateTimeFilter
+from shelly_site.api.filters import DB_ID_MAX, IdFilter, UtcIsoDateTimeFilter
 from shelly_site.api.pagination import ApiCursorPagination
 
 ENERGY_INTERVAL_CSV_HEADER = (
@@ -106,10 +105,23 @@ class EnergyIntervalViewSet(CSVExportMixin, mixins.ListModelMixin, viewsets.Gene
         return super().list(request, *args, **kwargs)
 
 
+DEVICE_HELP = "The device: its Shelly id (e.g. shellypro3em-a8032ab12345) or its numeric id (`id` in /api/v1/devices/)."
+
+
 class EnergySummaryQuerySerializer(serializers.Serializer):
-    device = serializers.CharField(help_text="Shelly device id.")
+    device = serializers.CharField(max_length=100, help_text=DEVICE_HELP)
     period = serializers.ChoiceField(choices=energy.PERIODS, default="day")
     date = serializers.DateField(required=False, help_text="A day inside the period (site time zone); default today.")
+
+
+def device_by_either_id(value: str) -> Device:
+    """The device with this Shelly id, else (digits only) with this numeric id; 404 when neither exists."""
+    device = Device.objects.filter(device_id=value).first()
+    if device is None and value.isdigit() and int(value) <= DB_ID_MAX:
+        device = Device.objects.filter(pk=int(value)).first()
+    if device is None:
+        raise exceptions.NotFound(f"No device with the Shelly id or numeric id {value!r}.")
+    return device
 
 
 class EnergySummaryView(APIView):
@@ -117,7 +129,7 @@ class EnergySummaryView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("device", OpenApiTypes.STR, required=True, description="Shelly device id."),
+            OpenApiParameter("device", OpenApiTypes.STR, required=True, description=DEVICE_HELP),
             OpenApiParameter("period", OpenApiTypes.STR, enum=list(energy.PERIODS), description="Default day."),
             OpenApiParameter("date", OpenApiTypes.DATE, description="A day inside the period; default today."),
         ],
@@ -126,6 +138,6 @@ class EnergySummaryView(APIView):
     def get(self, request):
         query = EnergySummaryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        device = get_object_or_404(Device, device_id=query.validated_data["device"])
+        device = device_by_either_id(query.validated_data["device"])
         day = query.validated_data.get("date") or timezone.localdate()
         return Response(energy.energy_summary(device=device, period=query.validated_data["period"], day=day))

@@ -3,7 +3,7 @@
 import django_filters
 
 from collector.models import Channel, PowerLog
-from shelly_site.api.filters import IdFilter, UtcIsoDateTimeFilter
+from shelly_site.api.filters import BooleanFilter, IdFilter, UtcIsoDateTimeFilter
 
 
 class PowerLogFilter(django_filters.FilterSet):
@@ -28,6 +28,8 @@ PowerLogFilter.base_filters["to"] = UtcIsoDateTimeFilter(
 
 class ChannelFilter(django_filters.FilterSet):
     device = django_filters.CharFilter(field_name="device__device_id", help_text="Shelly device id.")
+    # Declared: the one Meta.fields would make reads `enabled=maybe` as no filter.
+    enabled = BooleanFilter()
 
     class Meta:
         model = Channel

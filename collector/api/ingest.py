@@ -17,8 +17,6 @@ Rules:
   rows carry idempotency keys under a unique index against racing requests.
 """
 
-import math
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -31,10 +29,18 @@ from collector.models import Device, IngestToken, Transport
 from collector.parsing import DeviceStatusTracker, FrameError
 from collector.pipeline import ingest_samples
 from collector.samples import Sample
+from collector.validation import (
+    DEVICE_ID_HELP,
+    DEVICE_ID_PATTERN,
+    MAX_JSON_DEPTH,
+    READING_BOUNDS,
+    is_number,
+    json_depth_exceeds,
+    valid_channel_key,
+    within,
+)
 
 MAX_BATCH_ITEMS = 1000
-DEVICE_ID = re.compile(r"[A-Za-z0-9._:@-]{1,100}")
-CHANNEL_KEY = re.compile(r"(?:switch|pm1|em1):\d{1,3}|em:\d{1,3}:(?:a|b|c|total)")
 IDEMPOTENCY_KEY_MAX = 200
 OPTIONAL_NUMBERS = ("voltage_v", "current_a", "energy_total_wh", "pf", "freq", "returned_energy_wh")
 
@@ -72,10 +78,14 @@ def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_finite(value) -> bool:
+    return is_number(value)
+
+
 def parse_time(value, name: str) -> datetime:
     """ISO-8601 text (naive means UTC) or Unix epoch seconds → aware datetime."""
     if _is_number(value):
-        if not math.isfinite(value):
+        if not _is_finite(value):
             raise ItemRejected(f"{name}: not a finite number", reason="non_finite")
         try:
             return datetime.fromtimestamp(value, tz=UTC)
@@ -100,11 +110,14 @@ def parse_time(value, name: str) -> datetime:
 
 
 def _not_in_future(ts: datetime, name: str, now: datetime) -> datetime:
+    """Within the plausible window: not beyond the clock skew ahead, not older than INGEST_MAX_AGE_DAYS."""
     limit = now + timedelta(seconds=settings.COLLECTOR_CLOCK_SKEW_SECONDS)
     if ts > limit:
         raise ItemRejected(
             f"{name}: more than {settings.COLLECTOR_CLOCK_SKEW_SECONDS} s in the future", reason="future_timestamp"
         )
+    if ts < now - timedelta(days=settings.INGEST_MAX_AGE_DAYS):
+        raise ItemRejected(f"{name}: older than {settings.INGEST_MAX_AGE_DAYS} days", reason="too_old")
     return ts
 
 
@@ -116,15 +129,18 @@ def _number(item: dict, name: str, *, required=False):
         return None
     if not _is_number(value):
         raise ItemRejected(f"{name}: expected a number")
-    if not math.isfinite(value):
+    if not _is_finite(value):
         raise ItemRejected(f"{name}: not a finite number", reason="non_finite")
+    bound = READING_BOUNDS.get(name)
+    if bound is not None and not within(value, bound):
+        raise ItemRejected(f"{name}: out of the plausible range (±{bound:g})", reason="out_of_range")
     return float(value)
 
 
 def _device_id(item: dict, token: IngestToken) -> str:
     device_id = item.get("device_id")
-    if not isinstance(device_id, str) or not DEVICE_ID.fullmatch(device_id):
-        raise ItemRejected("device_id: expected a Shelly id (1-100 of A-Z a-z 0-9 . _ : @ -)")
+    if not isinstance(device_id, str) or not DEVICE_ID_PATTERN.fullmatch(device_id):
+        raise ItemRejected(f"device_id: expected {DEVICE_ID_HELP}", reason="bad_device_id")
     if token.device_id is not None and device_id != token.device.device_id:
         raise ItemRejected(f"device_id: this key may only push {token.device.device_id}", reason="wrong_device")
     return device_id
@@ -133,7 +149,7 @@ def _device_id(item: dict, token: IngestToken) -> str:
 def reading_sample(item: dict, *, device_id: str, now: datetime) -> Sample:
     """A normalized reading → one Sample."""
     channel = item.get("channel")
-    if not isinstance(channel, str) or not CHANNEL_KEY.fullmatch(channel):
+    if not valid_channel_key(channel):
         raise ItemRejected("channel: expected switch:N, pm1:N, em1:N or em:N:a|b|c|total")
     ts = _not_in_future(parse_time(item.get("ts"), "ts"), "ts", now)
     idempotency_key = item.get("idempotency_key")
@@ -184,6 +200,8 @@ def _validate(messages, *, token, now) -> tuple[list[_ValidItem], list[dict]]:
         try:
             if not isinstance(item, dict):
                 raise ItemRejected("expected a JSON object")
+            if json_depth_exceeds(item, MAX_JSON_DEPTH):
+                raise ItemRejected(f"nested deeper than {MAX_JSON_DEPTH} levels", reason="too_deep")
             device_id = _device_id(item, token)
             if "frame" in item:
                 samples = frame_samples(item, device_id=device_id, tracker=tracker, now=now)
@@ -216,17 +234,36 @@ def _refuse_unknown_devices(valid: list[_ValidItem], rejected: list[dict]) -> li
     return kept
 
 
+def _first_of_each_client_key(samples: list[Sample]) -> tuple[list[Sample], int]:
+    """Two readings of one batch with the same client key (same device and channel) are one reading.
+
+    The second would pass the policies (it is later) and then be skipped by
+    the unique index, yet counted as accepted: it is counted as a duplicate.
+    """
+    seen, kept, repeated = set(), [], 0
+    for sample in sorted(samples, key=lambda s: s.ts):
+        if sample.idempotency_key:
+            scope = (sample.device_id, sample.channel_key, sample.idempotency_key)
+            if scope in seen:
+                repeated += 1
+                continue
+            seen.add(scope)
+        kept.append(sample)
+    return kept, repeated
+
+
 def ingest_batch(messages: list, *, token: IngestToken, now: datetime | None = None) -> BatchResult:
     """Validate a batch item by item and feed its readings to the pipeline."""
     now = now or timezone.now()
     metrics.frames_in.labels(transport=Transport.BATCH).inc(len(messages))
     valid, rejected = _validate(messages, token=token, now=now)
     valid = _refuse_unknown_devices(valid, rejected)
-    samples = [sample for item in valid for sample in item.samples]
-    result = BatchResult(rejected=sorted(rejected, key=lambda r: r["index"]))
+    samples, repeated = _first_of_each_client_key([sample for item in valid for sample in item.samples])
+    result = BatchResult(rejected=sorted(rejected, key=lambda r: r["index"]), duplicates=repeated)
     if not samples:
         return result
-    outcome = ingest_samples(samples, transport=Transport.BATCH)
-    result.accepted, result.duplicates, result.refused = outcome.accepted, outcome.duplicates, outcome.refused
+    outcome = ingest_samples(samples, transport=Transport.BATCH, token_key=token.pk)
+    result.accepted, result.refused = outcome.accepted, outcome.refused
+    result.duplicates += outcome.duplicates
     Device.objects.filter(device_id__in={item.device_id for item in valid}).update(last_seen=now)
     return result

@@ -1,9 +1,11 @@
 """Presentation of collector data on /api/v1 (no rules here: see selectors and ingest)."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from collector.models import Channel, Device, PowerLog
+from shelly_site.api.filters import DB_ID_MAX, WholeNumberField, time_in_range
 
 
 class DeviceSerializer(serializers.ModelSerializer):
@@ -45,6 +47,10 @@ class ChannelSerializer(serializers.ModelSerializer):
     device_id = serializers.CharField(source="device.device_id", read_only=True)
     state = serializers.SerializerMethodField()
     last_row = serializers.SerializerMethodField()
+
+    threshold_w = serializers.FloatField(
+        source="effective_threshold_w", read_only=True, help_text="Its own, else its policy's default (activity 5 W)."
+    )
 
     class Meta:
         model = Channel
@@ -109,9 +115,9 @@ class PowerLogSerializer(serializers.ModelSerializer):
 
 
 class SeriesQuerySerializer(serializers.Serializer):
-    channel = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    channel = WholeNumberField(min_value=1, max_value=DB_ID_MAX)
     # `from`/`to` are keywords: declared below through `fields`.
-    bucket = serializers.IntegerField(
+    bucket = WholeNumberField(
         required=False,
         min_value=1,
         max_value=366 * 86400,
@@ -125,6 +131,12 @@ class SeriesQuerySerializer(serializers.Serializer):
         return fields
 
     def validate(self, attrs):
+        for name in ("from", "to"):
+            if attrs.get(name) is not None:
+                try:
+                    attrs[name] = time_in_range(attrs[name])
+                except DjangoValidationError as exc:
+                    raise serializers.ValidationError({name: exc.messages}) from None
         start, end = attrs.get("from"), attrs.get("to")
         if start and end and end <= start:
             raise serializers.ValidationError({"to": "must be after from"})
@@ -151,8 +163,10 @@ class SeriesSerializer(serializers.Serializer):
 class BatchRequestSerializer(serializers.Serializer):
     """Documentation of the batch body; items are validated one by one in `collector.api.ingest`."""
 
+    # Any JSON value per item: an item that is not a valid frame or reading is
+    # answered in `rejected` (200), not by refusing the whole batch.
     messages = serializers.ListField(
-        child=serializers.DictField(),
+        child=serializers.JSONField(),
         max_length=1000,
         help_text=(
             "Up to 1000 items, each a raw relayed frame `{device_id, received_at, frame}` or a normalized reading "

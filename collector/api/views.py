@@ -1,6 +1,6 @@
 """/api/v1 views of the collector: parse the request, call a selector or service, present the result."""
 
-import json
+import sys
 from datetime import timedelta
 
 from django.conf import settings
@@ -28,6 +28,7 @@ from collector.api.serializers import (
     SeriesSerializer,
 )
 from collector.models import Channel, Device
+from collector.validation import InputRejected, decode_json
 from dashboard.selectors import channels_with_state
 from shelly_site.api.authentication import IngestKeyAuthentication
 from shelly_site.api.csv_export import FORMAT_PARAMETER, CSVExportMixin
@@ -88,11 +89,18 @@ class SeriesView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("channel", OpenApiTypes.INT, required=True, description="Channel id."),
+            OpenApiParameter(
+                "channel",
+                {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                required=True,
+                description="Channel id.",
+            ),
             OpenApiParameter("from", OpenApiTypes.DATETIME, description="Start (ISO-8601); default 24 h before `to`."),
             OpenApiParameter("to", OpenApiTypes.DATETIME, description="End, exclusive (ISO-8601); default now."),
             OpenApiParameter(
-                "bucket", OpenApiTypes.INT, description="Bucket in seconds; widened so the series stays ≤ 2000 points."
+                "bucket",
+                {"type": "integer", "minimum": 1, "maximum": 366 * 86400},
+                description="Bucket in seconds; widened so the series stays ≤ 2000 points.",
             ),
         ],
         responses=SeriesSerializer,
@@ -128,8 +136,10 @@ class BatchJSONParser(JSONParser):
         if len(raw) > limit:
             raise PayloadTooLarge(f"Body is over the {limit} byte limit.")
         try:
-            return json.loads(raw)
-        except (ValueError, RecursionError) as exc:
+            # Depth is judged per item (one deep item never rejects the others);
+            # integers beyond float range become infinities the item checks refuse.
+            return decode_json(raw, allow_constants=True, max_depth=sys.maxsize)
+        except InputRejected as exc:
             raise ParseError(f"Malformed JSON: {exc}") from None
 
 

@@ -12,6 +12,7 @@ from importlib import import_module
 
 SIMULATOR_KINDS = {
     "pro4pm": "collector.simulators.pro4pm",
+    "pro4pm-local": "collector.simulators.pro4pm_local",
     "rpc3em": "collector.simulators.rpc3em",
 }
 

@@ -54,6 +54,7 @@ DEFAULT_DISCONNECT_EVERY = {"pumps": 300.0, "steady": 300.0, "glitchy": 60.0, "b
 # Error answers as the device gives them (SHELLY.md §6).
 ERR_NOT_FOUND = -105
 ERR_NO_HANDLER = 404
+ERR_INVALID_ARGUMENT = -103
 
 
 def device_identity(index: int, seed: int) -> tuple[str, str]:
@@ -197,6 +198,12 @@ class SimulatedPro4PM:
             for n, profile in enumerate(profiles)
         ]
         self.last_sent: dict[str, dict] = {}
+        # Outbound WebSocket config (Ws.GetConfig/Ws.SetConfig): a change takes
+        # effect at the next reboot, as the device says with restart_required.
+        self.ws_config = {"enable": False, "server": None, "ssl_ca": "ca.pem"}
+        self.ws_connected = False
+        self.restart_required = False
+        self.reboots_requested = 0
         self.now = t0
         self.step(t0)
 
@@ -229,7 +236,7 @@ class SimulatedPro4PM:
                 "mac": self.mac,
                 "ram_free": 80320 - (self.index % 7) * 512,
                 "ram_size": 256388,
-                "restart_required": False,
+                "restart_required": self.restart_required,
                 "schedule_rev": 0,
                 "time": time.strftime("%H:%M", time.localtime(t)),
                 "unixtime": int(t),
@@ -238,7 +245,7 @@ class SimulatedPro4PM:
             },
             "ui": {},
             "wifi": {"rssi": -60 - self.index % 15, "ssid": "plant-wifi", "sta_ip": None, "status": "got ip"},
-            "ws": {"connected": True},
+            "ws": {"connected": self.ws_connected},
         }
         status["wifi"]["sta_ip"] = f"192.168.{10 + self.index // 250 % 200}.{10 + self.index % 240}"
         return status
@@ -257,6 +264,22 @@ class SimulatedPro4PM:
             "auth_en": False,
             "auth_domain": None,
         }
+
+    def set_ws_config(self, config) -> str | None:
+        """Ws.SetConfig: None when accepted, else the device's error message (code -103)."""
+        if not isinstance(config, dict):
+            return "Missing required argument 'config'!"
+        unknown = set(config) - set(self.ws_config)
+        if unknown:
+            return f"Invalid argument '{sorted(unknown)[0]}'!"
+        server = config.get("server", self.ws_config["server"])
+        if server is not None and (not isinstance(server, str) or not server.startswith(("ws://", "wss://"))):
+            return "Invalid argument 'server'!"
+        if "enable" in config and not isinstance(config["enable"], bool):
+            return "Invalid argument 'enable'!"
+        self.ws_config.update(config)
+        self.restart_required = True
+        return None
 
     # -- frames ----------------------------------------------------------------
     def _envelope(self, method: str, params: dict) -> dict:
@@ -309,6 +332,17 @@ class SimulatedPro4PM:
                 reply["result"] = self.switch_status(switch_id)
         elif lowered in ("sys.getstatus", "wifi.getstatus", "ws.getstatus"):
             reply["result"] = self.full_status()[lowered.split(".")[0]]
+        elif lowered == "ws.getconfig":
+            reply["result"] = dict(self.ws_config)
+        elif lowered == "ws.setconfig":
+            error = self.set_ws_config(params.get("config"))
+            if error:
+                reply["error"] = {"code": ERR_INVALID_ARGUMENT, "message": error}
+            else:
+                reply["result"] = {"restart_required": True}
+        elif lowered == "shelly.reboot":
+            self.reboots_requested += 1
+            reply["result"] = None
         else:
             reply["error"] = {"code": ERR_NO_HANDLER, "message": f"No handler for {method}"}
         return reply
@@ -405,10 +439,12 @@ class DeviceRunner:
                         self.stats.reconnects += 1
                     first = False
                     self.stats.connected += 1
+                    self.device.ws_connected = True
                     try:
                         planned = await self._session(ws)
                     finally:
                         self.stats.connected -= 1
+                        self.device.ws_connected = False
                 backoff = 0.5
             except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                 if _is_refusal(exc):

@@ -23,15 +23,15 @@ the stored 1-minute intervals against.
 """
 
 import asyncio
-import hashlib
 import json
 import math
-import secrets
-import socket
 import time
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
+
+from collector.simulators.digest import DigestGuard
+from collector.simulators.serving import serve
 
 STEP_S = 10
 RECORD_PERIOD_S = 60
@@ -53,11 +53,6 @@ MODELS = {
     # Assumption: shape of the Pro 3EM with the Gen3 model id (SHELLY.md §3).
     "3em63g3": ("S3EM-003CXCEU63", 3, "S3EM", "shelly3em63g3", "20241011-114455/1.4.4-g6d2a586", "1.4.4"),
 }
-WS_HA2 = hashlib.sha256(b"dummy_method:dummy_uri").hexdigest()
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _noise(index: int, salt: float) -> float:
@@ -200,7 +195,7 @@ class RpcError(Exception):
 
 
 @dataclass
-class Rpc3emSimulator:
+class Rpc3emSimulator(DigestGuard):
     """One simulated meter: its load, identity, options and fault switches."""
 
     index: int = 0
@@ -456,59 +451,6 @@ class Rpc3emSimulator:
             raise RpcError(404, f"No handler for {method}", http_status=404)
         return handler()
 
-    # -- digest auth (SHELLY.md §5) -------------------------------------------
-    def _new_nonce(self) -> int:
-        nonce = int(self.clock()) * 1000 + secrets.randbelow(1000)
-        self._nonces[nonce] = self.clock()
-        if len(self._nonces) > 1000:
-            self._nonces.pop(next(iter(self._nonces)))
-        return nonce
-
-    def _ha1(self) -> str:
-        return _sha256(f"admin:{self.device_id}:{self.password}")
-
-    def _http_authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Digest "):
-            return False
-        fields = {}
-        for part in _split_auth_header(header[len("Digest ") :]):
-            name, _, value = part.partition("=")
-            fields[name.strip().lower()] = value.strip().strip('"')
-        try:
-            nonce = int(fields["nonce"])
-        except (KeyError, ValueError):
-            return False
-        if nonce not in self._nonces or fields.get("username") != "admin":
-            return False
-        ha2 = _sha256(f"{request.method}:{fields.get('uri', '')}")
-        expected = _sha256(
-            f"{self._ha1()}:{fields['nonce']}:{fields.get('nc', '')}:{fields.get('cnonce', '')}:auth:{ha2}"
-        )
-        return secrets.compare_digest(expected, fields.get("response", ""))
-
-    def _challenge_response(self) -> web.Response:
-        header = f'Digest qop="auth", realm="{self.device_id}", nonce="{self._new_nonce()}", algorithm=SHA-256'
-        return web.json_response(
-            {"code": 401, "message": "Unauthorized"}, status=401, headers={"WWW-Authenticate": header}
-        )
-
-    def _ws_challenge(self) -> dict:
-        challenge = {
-            "auth_type": "digest",
-            "nonce": self._new_nonce(),
-            "nc": 1,
-            "realm": self.device_id,
-            "algorithm": "SHA-256",
-        }
-        return {"code": 401, "message": json.dumps(challenge)}
-
-    def _ws_authorized(self, auth) -> bool:
-        if not isinstance(auth, dict) or auth.get("nonce") not in self._nonces:
-            return False
-        expected = _sha256(f"{self._ha1()}:{auth['nonce']}:{auth.get('nc')}:{auth.get('cnonce')}:auth:{WS_HA2}")
-        return auth.get("username") == "admin" and secrets.compare_digest(expected, str(auth.get("response", "")))
-
     # -- HTTP ---------------------------------------------------------------
     @web.middleware
     async def _faults(self, request, handler):
@@ -599,13 +541,7 @@ class Rpc3emSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Serve on host:port (0 = a free port); returns the port."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-        self.port = sock.getsockname()[1]
+        self._runner, self.port = await serve(self.web_app(), host, port)
         self.host = host
         return self.port
 
@@ -617,21 +553,6 @@ class Rpc3emSimulator:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
-
-
-def _split_auth_header(text: str):
-    """Split `a="x, y", b=z` on commas outside quotes."""
-    part, quoted = "", False
-    for char in text:
-        if char == '"':
-            quoted = not quoted
-        if char == "," and not quoted:
-            yield part
-            part = ""
-        else:
-            part += char
-    if part.strip():
-        yield part
 
 
 def _query_value(raw: str):

@@ -10,6 +10,18 @@ from rest_framework import authentication, exceptions
 
 from collector.models import ApiToken, IngestToken
 from collector.services import mark_token_used
+from shelly_site.api.throttling import failed_auth, request_address
+
+
+def _not_blocked(request) -> None:
+    wait = failed_auth.blocked(request_address(request))
+    if wait is not None:
+        raise exceptions.Throttled(wait=wait, detail="Too many failed authentications from this address.")
+
+
+def _failed(request, message: str):
+    failed_auth.failed(request_address(request))
+    return exceptions.AuthenticationFailed(message)
 
 
 class TokenClient:
@@ -45,13 +57,14 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Invalid Authorization header: expected 'Token <secret>'.")
+        _not_blocked(request)
         try:
             raw = parts[1].decode()
         except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("Invalid token.") from None
+            raise _failed(request, "Invalid token.") from None
         token = ApiToken.objects.matching(raw).select_related("user").first()
         if token is None or (token.user is not None and not token.user.is_active):
-            raise exceptions.AuthenticationFailed("Invalid token.")
+            raise _failed(request, "Invalid token.")
         mark_token_used(token)
         return (token.user or TokenClient(token), token)
 
@@ -69,9 +82,10 @@ class IngestKeyAuthentication(authentication.BaseAuthentication):
         raw = request.META.get(self.header)
         if not raw:
             raise exceptions.NotAuthenticated("Missing X-API-Key header.")
+        _not_blocked(request)
         token = IngestToken.objects.matching(raw).select_related("device").first()
         if token is None:
-            raise exceptions.AuthenticationFailed("Invalid API key.")
+            raise _failed(request, "Invalid API key.")
         mark_token_used(token)
         return (TokenClient(token), token)
 

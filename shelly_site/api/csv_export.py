@@ -29,12 +29,32 @@ class _Line:
         return value
 
 
+# A spreadsheet runs a cell starting with one of these as a formula; a device
+# id or a channel name is device- or user-supplied text (formula injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def safe_cell(value):
+    """Text a spreadsheet would run as a formula is prefixed with `'`; numbers (-1.5) stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _is_number(value):
+        return "'" + value
+    return value
+
+
 def _blocks(header, rows):
     writer = csv.writer(_Line(), lineterminator="\n")
     yield writer.writerow(header)
     rows = iter(rows)
     while block := list(itertools.islice(rows, CHUNK_SIZE)):
-        yield "".join(writer.writerow(row) for row in block)
+        yield "".join(writer.writerow([safe_cell(cell) for cell in row]) for row in block)
 
 
 async def _async_blocks(blocks):
@@ -84,6 +104,12 @@ class CSVExportMixin:
 
     def get_renderers(self):
         return [*super().get_renderers(), CSVRenderer()]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if self.wants_csv(request) and getattr(self, "paginator", None) is not None:
+            # The CSV is one stream, not pages, but a malformed page_size is a 400 as it is in JSON.
+            self.paginator.get_page_size(request)
 
     def wants_csv(self, request) -> bool:
         return getattr(request, "accepted_renderer", None) is not None and request.accepted_renderer.format == "csv"

@@ -8,7 +8,8 @@ JSON by `page_not_found` / `server_error`, wired as handler404/handler500.
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -63,7 +64,20 @@ def api_exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        # Django's DATA_UPLOAD_MAX_MEMORY_SIZE fired while DRF read the body.
+        exc = PayloadTooLarge()
 
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is unreachable (restart, outage): a relay should retry
+        # later, and the client sees no driver message.
+        log.warning("API request while the database is unreachable", extra={"event": "api_database_down"})
+        set_rollback()
+        return Response(
+            error_body("database_unavailable", "The database is unreachable; retry later."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "10"},
+        )
     if not isinstance(exc, exceptions.APIException):
         view = context.get("view")
         log.exception("unhandled API error", extra={"event": "api_error", "view": type(view).__name__})

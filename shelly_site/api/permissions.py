@@ -1,6 +1,7 @@
 """Who may do what on `/api/v1/`.
 
-Reading is for staff users (dashboard session) and API tokens. Writing is
+Reading is for API tokens and the dashboard's users (staff and the read-only
+viewers group, `shelly_site.access`). Writing is
 allowed only on endpoints that opt in with `ApiWriteAccess`, and there only for
 a token with `can_write` or a superuser.
 """
@@ -8,6 +9,7 @@ a token with `can_write` or a superuser.
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from collector.models import ApiToken, IngestToken
+from shelly_site.access import can_view_dashboard
 
 
 def is_api_token(request) -> bool:
@@ -15,10 +17,9 @@ def is_api_token(request) -> bool:
 
 
 def may_read(request) -> bool:
-    user = request.user
     if is_api_token(request):
         return True
-    return bool(user and user.is_authenticated and (user.is_staff or user.is_superuser))
+    return can_view_dashboard(request.user)
 
 
 def may_write(request) -> bool:
@@ -31,7 +32,7 @@ def may_write(request) -> bool:
 class ApiReadAccess(BasePermission):
     """Default of every API view: read only, for staff and API tokens."""
 
-    message = "Reading the API needs a staff account or an API token."
+    message = "Reading the API needs a dashboard account (staff or viewer) or an API token."
 
     def has_permission(self, request, view):
         if request.method not in SAFE_METHODS and hasattr(view, request.method.lower()):

@@ -1,5 +1,7 @@
 """OpenAPI additions: every operation documents the one error shape it may answer with."""
 
+from drf_spectacular.contrib.django_filters import DjangoFilterExtension
+
 ERROR_SCHEMA = {
     "type": "object",
     "properties": {
@@ -38,9 +40,33 @@ def add_error_responses(result, generator, request, public):
         for operation in methods.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            # DRF reads an empty `?format=` as the default renderer.
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "query" and parameter.get("name") == "format":
+                    parameter["allowEmptyValue"] = True
             errors = dict(COMMON_ERRORS)
             if "requestBody" in operation:
                 errors.update(BODY_ERRORS)
             for code, description in errors.items():
                 operation["responses"].setdefault(code, {"description": description, "content": error_content})
+            # Errors an operation declares itself (409 on overlapping config versions…) in the same shape.
+            for code, response in operation["responses"].items():
+                if str(code) >= "400" and isinstance(response, dict) and "content" not in response:
+                    response["content"] = error_content
     return result
+
+
+class EmptyMeansNoFilter(DjangoFilterExtension):
+    """django-filter reads `?channel=` (an empty value) as no filter, as an HTML form sends it: say so.
+
+    Without `allowEmptyValue` the schema claims an empty `from=` is invalid, and the server answers 200.
+    """
+
+    priority = 1  # over drf-spectacular's own extension for the same backend
+
+    def get_schema_operation_parameters(self, auto_schema, *args, **kwargs):
+        parameters = super().get_schema_operation_parameters(auto_schema, *args, **kwargs)
+        for parameter in parameters:
+            if parameter.get("in") == "query" and not parameter.get("required"):
+                parameter["allowEmptyValue"] = True
+        return parameters

@@ -7,8 +7,10 @@ then lists them without further registration.
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from alerts import api_urls as alerts_urls
 from collector.api import urls as collector_urls
 from configs import api_urls as configs_urls
+from shelly_site.api import schema  # noqa: F401  (registers the schema extensions before any generation)
 from shelly_site.api.root import ApiRootView
 
 app_name = "api"
@@ -20,4 +22,5 @@ urlpatterns = [
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
     *collector_urls.urlpatterns,
     *configs_urls.urlpatterns,
+    *alerts_urls.urlpatterns,
 ]

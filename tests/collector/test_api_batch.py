@@ -224,10 +224,10 @@ def test_items_out_of_order_are_sorted_per_channel(ingest_api):
     ]
 
 
-def test_client_idempotency_key_is_stored(ingest_api):
+def test_client_idempotency_key_is_stored_scoped_to_its_device_and_channel(ingest_api):
     every_channel()
     push(ingest_api, [reading(minutes_ago(3), 50.0, idempotency_key="relay-7:42")])
-    assert PowerLog.objects.get().idempotency_key == "relay-7:42"
+    assert PowerLog.objects.get().idempotency_key == "shellypro4pm-aabbccddeeff|switch:0|relay-7:42"
 
 
 def test_auto_registered_device_gets_batch_transport_and_last_seen(ingest_api):
@@ -272,6 +272,11 @@ async def test_raw_frames_in_a_batch_give_the_same_rows_as_the_websocket(setting
     # run's last active sample (t0 + 61) recent enough that the consumer's
     # wall-clock timer cannot close the run before the frame that ends it.
     t0 = round(time.time() - 100, 2)
+    # The events policy also writes a "sample" row on minutes divisible by
+    # sample_minutes (5): keep the frame at t0 + 75 off those minutes, or the
+    # expected rows depend on the wall clock.
+    if int((t0 + 75) // 60) % 5 == 0:
+        t0 -= 60
     ws_device, batch_device = "shellypro4pm-aaaaaaaaaaaa", "shellypro4pm-bbbbbbbbbbbb"
 
     @sync_to_async
@@ -312,3 +317,138 @@ async def test_raw_frames_in_a_batch_give_the_same_rows_as_the_websocket(setting
         assert batch_rows == ws_rows
     finally:
         await sync_to_async(connections.close_all)()
+
+
+# -- hostile and careless clients (issue 9) ------------------------------------------------
+
+
+def bound_client(device_id):
+    from rest_framework.test import APIClient
+
+    token = IngestToken(name=f"bound to {device_id}")
+    token.device, _ = Device.objects.get_or_create(device_id=device_id)
+    raw = token.set_new_secret()
+    token.save()
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=raw)
+    return client
+
+
+def test_a_batch_over_djangos_upload_limit_but_within_ours_is_accepted(ingest_api, settings):
+    every_channel()
+    t0 = minutes_ago(30)
+    # ~3 MiB: over Django's default 2.5 MiB, under INGEST_BATCH_MAX_BYTES (8 MiB).
+    messages = [reading(t0 + timedelta(seconds=i), 50.0, note="x" * 3000) for i in range(1000)]
+    response = push(ingest_api, messages)
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["accepted"] == 1000 and PowerLog.objects.count() == 1000
+
+
+def test_a_batch_over_ingest_batch_max_bytes_is_413_and_stores_nothing(ingest_api, settings):
+    every_channel()
+    messages = [reading(minutes_ago(30), 50.0, note="x" * 9000) for _ in range(1000)]
+    response = push(ingest_api, messages)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert PowerLog.objects.count() == 0
+
+
+def test_a_client_key_of_one_device_never_suppresses_another_devices_reading(db):
+    other = "shellypro4pm-001122334455"
+    every_channel(DEVICE)
+    every_channel(other)
+    ts = minutes_ago(5)
+    first = push(bound_client(DEVICE), [reading(ts, 50.0, idempotency_key="seq-1")]).json()
+    # Device B's token sends the same (predictable) key for its own reading.
+    second = push(bound_client(other), [reading(ts, 60.0, device_id=other, idempotency_key="seq-1")]).json()
+    assert first["accepted"] == 1 and second["accepted"] == 1
+    assert sorted(PowerLog.objects.values_list("device__device_id", "apower_w")) == [(other, 60.0), (DEVICE, 50.0)]
+
+
+def test_two_items_with_one_key_in_a_batch_are_one_accepted_and_one_duplicate(ingest_api):
+    every_channel()
+    response = push(
+        ingest_api,
+        [
+            reading(minutes_ago(3), 50.0, idempotency_key="same"),
+            reading(minutes_ago(2), 70.0, idempotency_key="same"),
+        ],
+    ).json()
+    assert (response["accepted"], response["duplicates"]) == (1, 1)
+    assert PowerLog.objects.count() == 1
+
+
+def test_existing_client_keys_are_scoped_by_the_migration(db):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("collector.migrations.0006_scope_idempotency_keys")
+    channel = every_channel()
+    ts = minutes_ago(3)
+    PowerLog.objects.create(
+        timestamp=ts, device=channel.device, channel=channel, apower_w=1.0, reason="every", idempotency_key="old-key"
+    )
+    derived = f"{DEVICE}|switch:0|{ts.isoformat()}"
+    PowerLog.objects.create(
+        timestamp=ts + timedelta(seconds=1),
+        device=channel.device,
+        channel=channel,
+        apower_w=1.0,
+        reason="every",
+        idempotency_key=derived,
+    )
+    migration.scope_client_keys(apps, None)
+    assert sorted(PowerLog.objects.values_list("idempotency_key", flat=True)) == sorted(
+        [f"{DEVICE}|switch:0|old-key", derived]
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"frame": {"src": DEVICE, "method": "NotifyStatus", "params": {"switch:0" + "x" * 40: {"apower": 5}}}},
+        {"frame": {"src": DEVICE, "method": "NotifyStatus", "params": {"switch:0\nx": {"apower": 5}}}},
+        {"apower_w": 1.7e308},
+        {"apower_w": 10**400},
+        {"energy_total_wh": 1e13},
+        {"ts": "0001-01-01T00:00:00Z"},
+        {"ts": 10**400},
+        {"device_id": "a" * 5000},
+        {"device_id": "shelly\nforged"},
+        {"frame": {"src": DEVICE, "method": "NotifyStatus", "params": json.loads("[" * 40 + "]" * 40)}},
+    ],
+    ids=[
+        "long_key",
+        "key_newline",
+        "power_1e308",
+        "power_huge_int",
+        "energy_1e13",
+        "year_1",
+        "ts_huge_int",
+        "long_device_id",
+        "device_id_newline",
+        "too_deep",
+    ],
+)
+def test_one_bad_item_is_rejected_alone_and_the_good_ones_are_stored(ingest_api, bad):
+    every_channel()
+    good = [reading(minutes_ago(3), 50.0), reading(minutes_ago(2), 60.0)]
+    item = {**reading(minutes_ago(1), 70.0), **bad}
+    if "frame" in bad:
+        item = {"device_id": DEVICE, **bad}
+    body = json.dumps({"messages": [good[0], item, good[1]]})
+    body = body.replace("1e+400", "1" + "0" * 400)  # huge integers, as a hostile client would send them
+    response = ingest_api.post(URL, body, content_type="application/json")
+    assert response.status_code == 200, response.content[:300]
+    data = response.json()
+    assert [r["index"] for r in data["rejected"]] == [1] and data["accepted"] == 2
+    assert sorted(PowerLog.objects.values_list("apower_w", flat=True)) == [50.0, 60.0]
+    assert Device.objects.count() == 1 and Channel.objects.count() == 1
+
+
+def test_a_plausible_extreme_power_is_stored_and_the_series_stays_json(ingest_api, reader_api):
+    channel = every_channel()
+    push(ingest_api, [reading(minutes_ago(3), 999_999.0), reading(minutes_ago(2), -999_999.0)])
+    assert PowerLog.objects.count() == 2
+    response = reader_api.get("/api/v1/series/", {"channel": channel.pk})
+    assert response.status_code == 200 and json.loads(response.content)

@@ -102,6 +102,17 @@ def test_summary_costs_each_tariff_period(staff_api):
     assert cost["total"] == pytest.approx(cost["energy_cost"] + 0.5)
 
 
+def test_summary_takes_the_numeric_device_id_as_well_as_the_shelly_id(staff_api):
+    meter_minutes(datetime(2024, 3, 5, 10, 0, tzinfo=PARIS), 3)
+    device = Device.objects.get(device_id=METER)
+    by_shelly_id = staff_api.get("/api/v1/energy/summary", {"device": METER, "date": "2024-03-05"}).json()
+    by_number = staff_api.get("/api/v1/energy/summary", {"device": str(device.pk), "date": "2024-03-05"}).json()
+    assert by_number == by_shelly_id and by_number["device"] == METER
+    for unknown in ("999999", "99999999999999999999999"):
+        response = staff_api.get("/api/v1/energy/summary", {"device": unknown})
+        assert response.status_code == 404 and "numeric id" in response.json()["error"]["message"]
+
+
 def test_summary_errors_are_json(staff_api):
     assert staff_api.get("/api/v1/energy/summary", {"device": "nope"}).status_code == 404
     bad = staff_api.get("/api/v1/energy/summary", {"device": METER, "period": "year"})

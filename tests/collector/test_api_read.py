@@ -204,3 +204,12 @@ def test_time_bounds_with_offsets_postgres_cannot_hold_still_work(reader_api, pa
     response = reader_api.get(path, {"from": "2026-01-09T02:00:04+19:52", "to": "2026-12-01T00:00:00-22:57"})
     assert response.status_code == 200
     assert response.json()["results"] == []
+
+
+@pytest.mark.parametrize("device_id", ['=HYPERLINK("http://x")', "+1+cmd", "-2+3", "@SUM(A1)"])
+def test_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas(reader_api, device_id):
+    channel = make_channel(device_id=device_id)
+    add_rows(channel, [(0, -12.5, 230.0, None, None)])
+    lines = _csv_of(reader_api.get("/api/v1/power-logs/", {"format": "csv", "channel": channel.pk}))
+    assert lines[1][1] == "'" + device_id
+    assert lines[1][3] == "-12.5"  # a negative number stays a number

@@ -130,6 +130,22 @@ async def test_disabled_token_is_refused():
     assert (await communicator.receive_output())["code"] == 4401
 
 
+async def test_disabling_a_token_closes_every_open_socket_of_it_with_4401(collector_settings):
+    from collector.consumers import token_watch
+
+    collector_settings.COLLECTOR_TOKEN_RECHECK_SECONDS = 0.2
+    raw = await make_token()
+    sockets = [await bootstrapped(raw) for _ in range(3)]
+    await sync_to_async(IngestToken.objects.update)(enabled=False)
+    codes = []
+    for communicator in sockets:
+        message = await communicator.receive_output(timeout=5)
+        codes.append(message.get("code"))
+        await communicator.disconnect()
+    assert codes == [4401, 4401, 4401]
+    assert token_watch.in_use == {}  # every closed socket left the watch
+
+
 async def test_token_in_query_string_on_ws_works_and_is_marked_used():
     raw = await make_token()
     communicator = await bootstrapped(raw, path=f"/ws?token={raw}")

@@ -6,6 +6,7 @@ import pytest
 
 from collector.models import ChannelState, PowerLog
 from collector.pipeline import Pipeline, close_expired_runs, ingest_samples
+from collector.policies import ChannelRules
 from tests.scenarios import at, make_channel, rows, sample
 
 pytestmark = pytest.mark.django_db
@@ -218,7 +219,7 @@ def test_every_writes_every_sample_including_inactive_and_negative():
     ch = make_channel(key="em:0:a", policy="every")
     feed(ch, (at(0), 0), (at(10), -120.5), (at(20), 300))
     assert rows(ch) == [(at(0), "sample", 0), (at(10), "sample", -120.5), (at(20), "sample", 300)]
-    assert not ChannelState.objects.get(pk=ch.pk).running or rows(ch)[-1][2] > ch.threshold_w
+    assert not ChannelState.objects.get(pk=ch.pk).running or rows(ch)[-1][2] > ch.effective_threshold_w
 
 
 def test_negative_power_is_inactive():
@@ -309,3 +310,16 @@ def test_two_sweeper_processes_at_the_same_moment_write_one_stop():
         thread.join(timeout=30)
     assert sorted(results) == [0, 0, 0, 1]
     assert [r[1] for r in rows(ch)] == ["start", "stop"]
+
+
+@pytest.mark.django_db
+def test_an_activity_channel_without_its_own_threshold_gets_5_w_and_others_10_w():
+    from collector.models import Channel, Device
+
+    device = Device.objects.create(device_id="shellypro4pm-aabbccddeeff")
+    activity = Channel.objects.create(device=device, key="switch:0", policy="activity")
+    events = Channel.objects.create(device=device, key="switch:1", policy="events")
+    own = Channel.objects.create(device=device, key="switch:2", policy="activity", threshold_w=20.0)
+    assert ChannelRules.from_channel(activity).threshold_w == 5.0
+    assert ChannelRules.from_channel(events).threshold_w == 10.0
+    assert ChannelRules.from_channel(own).threshold_w == 20.0

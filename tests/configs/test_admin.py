@@ -10,13 +10,6 @@ from tests.scenarios import at, make_channel
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(client, django_user_model):
-    user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
-    client.force_login(user)
-    return client
-
-
 def change_url(channel):
     return f"/admin/configs/channelconfig/{channel.pk}/change/"
 

@@ -126,3 +126,28 @@ def test_a_channel_id_beyond_the_database_range_is_a_clear_400(reader_api, path)
     response = reader_api.get(path, {"channel": "99999999999999999999"})
     assert response.status_code == 400
     assert "channel" in response.json()["error"]["details"]
+
+
+@pytest.mark.parametrize("field", ["flow_m3h", "bod5_mg_l", "cod_mg_l", "tss_mg_l"])
+def test_an_absurd_config_value_is_refused_by_the_api_the_service_and_the_model(writer_api, plant, field):
+    from django.core.exceptions import ValidationError
+
+    from configs.services import ConfigVersionError
+
+    before = ChannelConfigVersion.objects.count()
+    values = {"flow_m3h": 12, field: 1e308}
+    response = writer_api.post(
+        f"/api/v1/channels/{plant.pk}/config-versions",
+        {**values, "effective_from": at(minutes=90).isoformat()},
+        format="json",
+    )
+    assert response.status_code == 400 and field in response.json()["error"]["details"]
+    with pytest.raises(ConfigVersionError):
+        open_new_config_version(channel=plant, effective_from=at(minutes=90), **values)
+    version = ChannelConfigVersion(channel=plant, effective_from=at(minutes=90), **values)
+    with pytest.raises(ValidationError) as refused:
+        version.full_clean()
+    assert field in refused.value.message_dict
+    assert ChannelConfigVersion.objects.count() == before
+    assert writer_api.get("/api/v1/cycles/").status_code == 200
+    assert writer_api.get("/api/v1/impact/").status_code == 200

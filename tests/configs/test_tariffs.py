@@ -46,16 +46,16 @@ def test_rules_must_cover_every_minute_of_the_week_exactly_once():
         *ALL_DAYS["periods"],
         {"name": "x", "days": [0], "start": "12:00", "end": "13:00", "price_per_kwh": 1},
     ]
-    with pytest.raises(ValidationError, match="Monday 12:00 is covered by both 'day' and 'x'"):
+    with pytest.raises(ValidationError, match="Monday 12:00 is covered by both “day” and “x”"):
         parse_tariff_rules({"periods": overlapping})
     with pytest.raises(ValidationError, match="not a time"):
         parse_tariff_rules({"periods": [{"name": "p", "start": "7h", "end": "24:00", "price_per_kwh": 1}]})
-    with pytest.raises(ValidationError, match="price_per_kwh must be a number"):
+    with pytest.raises(ValidationError, match="price per kWh must be a number"):
         parse_tariff_rules({"periods": [{"name": "p", "start": "00:00", "end": "24:00", "price_per_kwh": "1"}]})
 
 
 def test_tariff_model_validation_uses_the_rules_parser():
-    with pytest.raises(ValidationError, match="non-empty"):
+    with pytest.raises(ValidationError, match="at least one period"):
         Tariff(name="bad", rules={}).full_clean()
 
 

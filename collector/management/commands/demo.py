@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from collector.models import IngestToken
 from collector.services import ensure_device_from_env
+from dashboard.demo_data import seed_demo_data
 from shelly_site.processes import Supervisor
 from shelly_site.prometheus import clear_multiprocess_dir
 
@@ -47,6 +48,9 @@ class Command(BaseCommand):
         self.stdout.write("3/4 Demo admin and ingest token …")
         password = self._demo_admin()
         token = self._demo_ingest_token()
+        seed_demo_data(
+            devices=options["devices"], meters=options["meters"], meter_port=options["meter_port"], stdout=self.stdout
+        )
 
         browse_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         base = f"http://{browse_host}:{port}"

@@ -20,6 +20,10 @@ class Command(DjangoQClusterCommand):
         settings.SECRET_KEY  # noqa: B018 -- django-q2 signs tasks with it: fail early without one
         if options.get("cluster_name"):
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
+        from alerts.services import apply_env_configuration
+
+        # Seed 004's env (ALERT_POWER_W, HOMEBRIDGE_*, MQTT_*, TRIGGER_HTTP_URL) takes effect at start.
+        apply_env_configuration()
         cluster = PromptCluster()
         cluster.start()
         # /healthz judges the worker by its last finished task; the first

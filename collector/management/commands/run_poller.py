@@ -15,21 +15,27 @@ import time
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from collector import services
 from collector.polling import Poller, PollSettings
 
 
 class Command(BaseCommand):
-    help = "Poll Shelly energy meters over local RPC: live status, EMData intervals, nightly backfill."
+    help = _("Poll Shelly energy meters over local RPC: live status, EMData intervals, nightly backfill.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--live-seconds", type=float, help="Override POLL_LIVE_SECONDS.")
-        parser.add_argument("--interval-seconds", type=float, help="Override POLL_INTERVAL_DATA_SECONDS.")
-        parser.add_argument("--timeout-ms", type=int, help="Override SHELLY_TIMEOUT_MS.")
-        parser.add_argument("--refresh-seconds", type=float, default=30.0, help="Re-read the device list this often.")
-        parser.add_argument("--duration", type=float, help="Stop after this many seconds (tests, benchmarks).")
-        parser.add_argument("--stats-file", help="Write per-device poll statistics as JSON here on exit.")
+        parser.add_argument("--live-seconds", type=float, help=gettext_lazy("Override POLL_LIVE_SECONDS."))
+        parser.add_argument("--interval-seconds", type=float, help=gettext_lazy("Override POLL_INTERVAL_DATA_SECONDS."))
+        parser.add_argument("--timeout-ms", type=int, help=gettext_lazy("Override SHELLY_TIMEOUT_MS."))
+        parser.add_argument(
+            "--refresh-seconds", type=float, default=30.0, help=gettext_lazy("Re-read the device list this often.")
+        )
+        parser.add_argument(
+            "--duration", type=float, help=gettext_lazy("Stop after this many seconds (tests, benchmarks).")
+        )
+        parser.add_argument("--stats-file", help=gettext_lazy("Write per-device poll statistics as JSON here on exit."))
 
     def handle(self, *args, **options):
         # One INFO line per HTTP request would drown the poller's own log.
@@ -47,7 +53,10 @@ class Command(BaseCommand):
             device = await sync_to_async(services.ensure_device_from_env)(
                 host=settings.SHELLY_HOST, password=settings.SHELLY_PASSWORD
             )
-            self.stdout.write(f"SHELLY_HOST {settings.SHELLY_HOST}: polled device {device.device_id}")
+            self.stdout.write(
+                _("SHELLY_HOST %(host)s: polled device %(device)s")
+                % {"host": settings.SHELLY_HOST, "device": device.device_id}
+            )
         poller = Poller(config, refresh_s=options["refresh_seconds"])
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -56,17 +65,25 @@ class Command(BaseCommand):
         if options["duration"]:
             loop.call_later(options["duration"], stop.set)
         self.stdout.write(
-            f"Polling every {config.live_s:g} s (intervals every {config.interval_s:g} s, "
-            f"timeout {config.timeout_s:g} s); Ctrl-C to stop"
+            _("Polling every %(live)g s (intervals every %(intervals)g s, timeout %(timeout)g s); Ctrl-C to stop")
+            % {"live": config.live_s, "intervals": config.interval_s, "timeout": config.timeout_s}
         )
         started = time.monotonic()
         await poller.run(stop)
         stats = poller.all_stats()
         polls = sum(s.polls_ok for s in stats.values())
         self.stdout.write(
-            f"Stopped after {time.monotonic() - started:.0f} s: {len(stats)} device(s), {polls} good polls, "
-            f"{sum(s.polls_failed for s in stats.values())} failed, "
-            f"{sum(s.intervals_written for s in stats.values())} intervals written"
+            _(
+                "Stopped after %(s).0f s: %(devices)d device(s), %(ok)d good polls, %(failed)d failed, "
+                "%(intervals)d intervals written"
+            )
+            % {
+                "s": time.monotonic() - started,
+                "devices": len(stats),
+                "ok": polls,
+                "failed": sum(s.polls_failed for s in stats.values()),
+                "intervals": sum(s.intervals_written for s in stats.values()),
+            }
         )
         if options["stats_file"]:
             with open(options["stats_file"], "w") as handle:
