@@ -244,7 +244,9 @@ def uvicorn_server(tmp_path):
 
 
 def test_a_flooding_device_does_not_slow_another_device_down(uvicorn_server):
-    """Frames over the rate are dropped undecoded and the flooder held back; the other device's round trip stays near its idle value.
+    """Frames over the rate are dropped undecoded and the flooder held back.
+
+    The other device's round trip stays near its idle value.
 
     uvicorn only (the production server): daphne reads every flooded frame
     through autobahn before the application can drop it, see bench/ws_flood.py.
