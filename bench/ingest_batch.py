@@ -42,7 +42,7 @@ from bench._common import (  # noqa: E402
     percentile,
 )
 
-DB = "shelly_bench_batch"
+DB = os.environ.get("BENCH_DB", "shelly_bench_batch")
 BATCH = 1000
 CHANNELS_PER_DEVICE = 4
 ENV = {

@@ -51,7 +51,7 @@ from bench._common import (  # noqa: E402
 )
 
 OURS_DB = os.environ.get("BENCH_DB", "shelly_bench")  # one per person on a shared machine
-PEER_DB = "peerbench"
+PEER_DB = os.environ.get("BENCH_PEER_DB", "peerbench")  # idem for the peer
 PEER_DSN = f"postgresql://postgres@127.0.0.1:5432/{PEER_DB}"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 PEER_SCRIPT = Path(os.environ.get("PEER_SCRIPT", "/work/shared/peer/peer_collector.py"))
