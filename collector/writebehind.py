@@ -11,8 +11,9 @@ COLLECTOR_WRITE_FLUSH_ROWS rows are waiting or a caller needs its writes now
 of frames share one commit instead of five round trips each.
 
 Rules:
-- one flush at a time per stage, at most about COLLECTOR_WRITE_FLUSH_ROWS
-  rows each, and a channel's plans in submit order, so the rows of a channel
+- one flush at a time per stage, at most about 4 × COLLECTOR_WRITE_FLUSH_ROWS
+  rows each (never "everything held" in one ever larger transaction), and a
+  channel's plans in submit order, so the rows of a channel
   are stored in sample order across flushes;
 - a flush is all or nothing. When the database is unreachable the failed
   plans are *held* (this is the database-outage buffer of `collector.outage`):
@@ -191,7 +192,8 @@ class WriteBehind:
         for key, plan in self.pending.items():
             channel_id = plan.runtime.channel_id
             # The same channel through a second runtime, or the flush is full: next flush.
-            if channel_id in seen or (batch and rows >= self.max_rows):
+            # (A backlog drains in flushes of up to the high-water mark: bounded transactions.)
+            if channel_id in seen or (batch and rows >= self.high_water):
                 rest[key] = plan
                 continue
             seen.add(channel_id)
