@@ -352,6 +352,9 @@ def measure_step(target, server, *, total_rate, devices, seed, warmup, seconds):
         "backlog_drain_s": drained_s,
         "client": {k: load.final.get(k) for k in ("connect_failures", "ticks_late", "last_error")},
         "scrape_s": round(scrape_s, 2),
+        # Every frame of the step carries 4 channels: with `every`, rows = 4 × frames unless the
+        # device repeated a timestamp (two decimals, like a Shelly: a duplicate sample by §5).
+        "frames_sent": load.final.get("frames_sent"),
         "window_after_load": t1 > load_end,
     }
 
@@ -479,7 +482,8 @@ def _row(step):
         f"target {step['target_fps']:>5} f/s  sent {step['sent_fps']:>5}  handled {step['handled_fps']:>5} f/s  "
         f"rows {step['rows']:>5} ({step['rows_per_s']:>6}/s)  latency p50 {step['p50_ms']} ms p99 {step['p99_ms']} ms  "
         f"cpu {step['cpu_pct']:>3} %  rss {step['rss_mb']} MB  backlog {step['backlog_drain_s']} s  "
-        f"/metrics answered in {step['scrape_s']} s"
+        f"/metrics answered in {step['scrape_s']} s  rows/(4×frames sent) "
+        f"{step['rows'] / max(1, 4 * (step['frames_sent'] or 0)):.3f}"
         + ("  (WINDOW AFTER THE LOAD: not a rate)" if step["window_after_load"] else "")
     )
 
