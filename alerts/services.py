@@ -209,6 +209,16 @@ def requeue_stuck_deliveries(now=None) -> int:
     )
     requeued = []
     for pk in stuck:
+        if _pulse_already_ended(pk):
+            # The worker may well have sent this ON before it died; sent again
+            # now, after its OFF, it would leave the sensor on for good.
+            Delivery.objects.filter(pk=pk, status=Delivery.Status.SENDING).update(
+                status=Delivery.Status.FAILED,
+                finished_at=timezone.now(),
+                detail="Worker stopped while sending; not sent again: the pulse has ended.",
+            )
+            log.warning("stuck delivery abandoned", extra={"event": "delivery_abandoned", "delivery": pk})
+            continue
         # Conditional: two checks running at once re-queue it once.
         if Delivery.objects.filter(pk=pk, status=Delivery.Status.SENDING, claimed_at__lt=cutoff).update(
             status=Delivery.Status.PENDING
@@ -218,6 +228,19 @@ def requeue_stuck_deliveries(now=None) -> int:
         log.warning("delivery re-queued", extra={"event": "delivery_requeued", "delivery": pk})
         _enqueue(pk)
     return len(requeued)
+
+
+def _pulse_already_ended(delivery_pk: int) -> bool:
+    """An ON whose pulse's OFF has been sent (or is being sent)."""
+    on = Delivery.objects.filter(pk=delivery_pk, step=Delivery.Step.ON).first()
+    if on is None:
+        return False
+    return (
+        Delivery.objects.filter(notifier_id=on.notifier_id, event_id=on.event_id, is_test=on.is_test)
+        .filter(step=Delivery.Step.OFF, pk__gt=on.pk)
+        .exclude(status=Delivery.Status.PENDING)
+        .exists()
+    )
 
 
 def finish_pulse(on: Delivery) -> None:

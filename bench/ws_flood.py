@@ -15,8 +15,13 @@ SQLite database in a temp directory, DEBUG off) and each frame limit
    and the server's CPU (% of one core) while flooded, i.e. what the flood
    costs it.
 
+With `--pin` (default on a machine with 2+ cores) the flooder runs on a core
+of its own and the server and the 20 measuring devices on the others: a real
+flooder is another machine, and on a small box its client, which burns a
+whole core to send, would otherwise be what slows the server down.
+
 Loopback only, free ports, every loop bounded. Target: p99 under flood < 3× idle.
-Usage:  .venv/bin/python bench/ws_flood.py [--seconds 8] [--limits 50,0] [--servers uvicorn,daphne]
+Usage:  .venv/bin/python bench/ws_flood.py [--seconds 8] [--limits 50,0] [--servers uvicorn,daphne] [--no-pin]
 """
 
 import argparse
@@ -111,12 +116,25 @@ async def normal_device(url, device_id, stop: asyncio.Event, phase: dict, sample
             await asyncio.sleep(interval)
 
 
-def rejected_total(base: str) -> float:
-    match = REJECTED.search(httpx.get(f"{base}/metrics", timeout=10).text)
+def rejected_total(base: str) -> float | None:
+    """The server's rate_limited counter; None when a server drowned in an unlimited flood cannot answer."""
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    match = REJECTED.search(text)
     return float(match.group(1)) if match else 0.0
 
 
-async def scenario(base, ws_base, raws, server, seconds, interval):
+def split_cores(pin: bool) -> tuple[set[int], set[int]] | None:
+    """(the flooder's core, everyone else's) or None when not pinning."""
+    cores = sorted(os.sched_getaffinity(0))
+    if not pin or len(cores) < 2:
+        return None
+    return {cores[-1]}, set(cores[:-1])
+
+
+async def scenario(base, ws_base, raws, server, seconds, interval, cores):
     stop, phase, samples = asyncio.Event(), {"name": "warmup"}, {}
     devices = [
         asyncio.create_task(
@@ -136,6 +154,7 @@ async def scenario(base, ws_base, raws, server, seconds, interval):
         [sys.executable, "-c", FLOOD_SCRIPT, f"{ws_base}/ws/shelly/{raws[NORMAL_DEVICES]}/", frame, str(seconds + 3)],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cores[0])) if cores else None,
     )
     await asyncio.sleep(1.0)
     phase["name"] = "flood"
@@ -149,12 +168,12 @@ async def scenario(base, ws_base, raws, server, seconds, interval):
     await asyncio.gather(*devices, return_exceptions=True)
     return samples, {
         "flood_sent_fps_avg": round(sent / (seconds + 1.0)),
-        "server_dropped_fps": round((r1 - r0) / (t1 - t0)),
+        "server_dropped_fps": None if r0 is None or r1 is None else round((r1 - r0) / (t1 - t0)),
         "server_cpu_pct_flooded": round(100 * (c1 - c0) / (t1 - t0)),
     }
 
 
-def run_one(name: str, limit: str, seconds: float, interval: float) -> dict:
+def run_one(name: str, limit: str, seconds: float, interval: float, cores) -> dict:
     with tempfile.TemporaryDirectory(prefix="shelly-flood-") as tmp:
         env = {
             **os.environ,
@@ -175,9 +194,13 @@ def run_one(name: str, limit: str, seconds: float, interval: float) -> dict:
         with ServerProcess(
             name, server_argv(name, port), env=env, port=port, ready_url=f"{base}/metrics", log_path=Path(tmp) / "log"
         ) as server:
-            samples, flood = asyncio.run(scenario(base, f"ws://127.0.0.1:{port}", raws, server, seconds, interval))
+            if cores:
+                os.sched_setaffinity(server.pid, cores[1])
+            samples, flood = asyncio.run(
+                scenario(base, f"ws://127.0.0.1:{port}", raws, server, seconds, interval, cores)
+            )
     idle, flooded = samples.get("idle", []), samples.get("flood", [])
-    result = {"server": name, "limit_fps": float(limit), **flood}
+    result = {"server": name, "limit_fps": float(limit), "pinned": bool(cores), **flood}
     for label, values in (("idle", idle), ("flood", flooded)):
         result[f"{label}_n"] = len(values)
         result[f"{label}_p50_ms"] = round(percentile(values, 50) or 0, 2)
@@ -193,11 +216,16 @@ def main():
     parser.add_argument("--limits", default="50,0", help="COLLECTOR_MAX_FRAMES_PER_SECOND values (0 = off)")
     parser.add_argument("--seconds", type=float, default=8.0, help="idle and flood windows (each)")
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between a normal device's requests")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True, help="flooder on its own core")
     args = parser.parse_args()
     print("machine:", json.dumps(machine_info()), flush=True)
+    cores = split_cores(args.pin)
+    if cores:
+        os.sched_setaffinity(0, cores[1])  # the measuring devices, with the server
+        print(f"flooder on core(s) {sorted(cores[0])}, server and measuring devices on {sorted(cores[1])}", flush=True)
     for name in args.servers.split(","):
         for limit in args.limits.split(","):
-            result = run_one(name, limit, args.seconds, args.interval)
+            result = run_one(name, limit, args.seconds, args.interval, cores)
             print(json.dumps(result), flush=True)
 
 

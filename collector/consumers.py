@@ -110,6 +110,10 @@ class ShellyDeviceConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
+        # Daphne queues every frame it reads for the application without a
+        # bound (its `receive` is an asyncio.Queue's get): not reading would
+        # only grow that queue. uvicorn stops reading the socket instead.
+        self.server_holds_back = not isinstance(getattr(receive, "__self__", None), asyncio.Queue)
         try:
             while True:
                 await self.dispatch(await receive())
@@ -137,6 +141,11 @@ class ShellyDeviceConsumer(AsyncWebsocketConsumer):
             limiter = self.limiter
             if limiter is not None and not limiter.allow(asyncio.get_running_loop().time()):
                 metrics.rate_limited(self.stream.device_id if self.stream else None)
+                pause = limiter.pause_seconds()
+                if pause and self.server_holds_back:
+                    # Not reading lets TCP slow the flooder down: dropping
+                    # frames one by one still costs reading every one.
+                    await asyncio.sleep(pause)
                 return
             await self.websocket_receive(message)
         else:

@@ -9,9 +9,17 @@ would be printed in clear. Started as
 (any daphne option works) the same lines go to the `daphne.access` logger,
 where `settings.LOGGING` redacts the token and formats them as plain text or
 JSON like every other line. `-v 0` turns the access log off, as with daphne.
+
+It also stops on SIGINT however it was started. A process inherits an ignored
+SIGINT from a non-interactive shell that runs it in the background (`cmd &`
+in a script, a CI job), and Twisted installs its SIGINT handler only
+over Python's default one, so the stock daphne then ignores SIGINT for good
+(SIGTERM still works). uvicorn, the worker, the poller and the simulators all
+install their own handlers whatever they inherited; this does the same.
 """
 
 import logging
+import signal
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
@@ -59,5 +67,15 @@ class DaphneCommandLine(CommandLineInterface):
     server_class = LoggingAccessServer
 
 
-if __name__ == "__main__":
+def stop_on_sigint() -> None:
+    """Give SIGINT back its default Python handler, so Twisted's reactor takes it over."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def main() -> None:
+    stop_on_sigint()
     DaphneCommandLine.entrypoint()
+
+
+if __name__ == "__main__":
+    main()

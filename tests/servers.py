@@ -80,10 +80,27 @@ def manage_argv(*args: str) -> list[str]:
     return [sys.executable, str(BASE_DIR / "manage.py"), *args]
 
 
-def start(argv: list[str], *, env: dict, log_path: Path) -> subprocess.Popen:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start(argv: list[str], *, env: dict, log_path: Path, sigint_ignored: bool = False) -> subprocess.Popen:
+    """Start a process in its own session, its output to `log_path`.
+
+    `sigint_ignored` starts it as a non-interactive shell starts a background
+    job (`cmd &` in a script, a CI job): with SIGINT ignored, which a process
+    inherits until it installs a handler of its own. Otherwise it inherits
+    whatever the test run has.
+    """
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
 
 

@@ -105,3 +105,29 @@ def test_a_delivery_left_sending_by_a_dead_worker_is_requeued_once_and_then_sent
     dead.refresh_from_db()
     assert (dead.status, dead.attempts) == ("ok", 1)
     assert services.deliver(dead.pk) is None and len(mail.outbox) == 1
+
+
+def test_a_stuck_on_whose_pulse_has_ended_is_not_sent_again(settings, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from alerts import services
+    from alerts.models import Delivery
+
+    queued = []
+    monkeypatch.setattr(services, "_enqueue", queued.append)
+    n = Notifier.objects.create(name="motion", kind="mqtt", config={"url": "mqtt://127.0.0.1:1883", "topic": "t/m"})
+    long_ago = timezone.now() - services.stuck_after() - timedelta(minutes=1)
+    # The worker published the ON and died before recording it; the OFF went out since.
+    ended_on = Delivery.objects.create(notifier=n, step="on", status="sending", claimed_at=long_ago)
+    Delivery.objects.create(notifier=n, step="off", status="ok", claimed_at=long_ago)
+    # Another pulse whose OFF is still to come: its ON is sent again.
+    open_on = Delivery.objects.create(notifier=n, step="on", status="sending", claimed_at=long_ago, is_test=True)
+    Delivery.objects.create(notifier=n, step="off", status="pending", is_test=True)
+
+    assert services.requeue_stuck_deliveries() == 1
+    assert queued == [open_on.pk]
+    ended_on.refresh_from_db()
+    assert ended_on.status == "failed" and "pulse has ended" in ended_on.detail
+    assert Delivery.objects.get(pk=open_on.pk).status == "pending"

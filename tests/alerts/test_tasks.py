@@ -56,8 +56,12 @@ def test_a_worker_killed_mid_pulse_still_sends_the_off_after_restart(subscriber,
         assert (on.step, off.step) == ("on", "off")
         assert Schedule.objects.filter(name=services.PULSE_OFF_SCHEDULE.format(pk=off.pk)).exists()
 
-        # The worker sent the ON and now waits for the end of the pulse: kill the whole cluster.
-        assert wait_for(lambda: payloads() == ["true"], timeout=60), (tmp_path / "qcluster-1.log").read_text()
+        # The worker sent the ON (and recorded it: the subscriber can see the
+        # message before the row says so) and now waits for the end of the
+        # pulse: kill the whole cluster.
+        assert wait_for(lambda: payloads() == ["true"] and Delivery.objects.get(pk=on.pk).status == "ok", timeout=60), (
+            tmp_path / "qcluster-1.log"
+        ).read_text()
         os.killpg(first.pid, signal.SIGKILL)
         assert survivors_after(first) == []
         assert Delivery.objects.get(pk=off.pk).status == "pending"  # the pulse had not ended

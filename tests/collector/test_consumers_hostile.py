@@ -244,7 +244,9 @@ def uvicorn_server(tmp_path):
 
 
 def test_a_flooding_device_does_not_slow_another_device_down(uvicorn_server):
-    """Frames over the rate are dropped undecoded; the other device's round trip stays near its idle value.
+    """Frames over the rate are dropped undecoded and the flooder held back.
+
+    The other device's round trip stays near its idle value.
 
     uvicorn only (the production server): daphne reads every flooded frame
     through autobahn before the application can drop it, see bench/ws_flood.py.
@@ -268,7 +270,7 @@ def test_a_flooding_device_does_not_slow_another_device_down(uvicorn_server):
         )
         try:
             async with asyncio.timeout(20):
-                while await asyncio.to_thread(rejected, port, "rate_limited") < before + 500:
+                while await asyncio.to_thread(rejected, port, "rate_limited") < before + 100:
                     await asyncio.sleep(0.1)
             loaded = await paced_round_trips(calm, 2000)
         finally:
@@ -279,7 +281,10 @@ def test_a_flooding_device_does_not_slow_another_device_down(uvicorn_server):
 
     idle, loaded, sent = asyncio.run(scenario())
     dropped = rejected(port, "rate_limited") - before
-    assert sent > 1000 and dropped > sent / 2, (sent, dropped)
+    assert sent > 1000 and dropped >= 100, (sent, dropped)
+    # Held back, not read and dropped one by one: the server read a small part
+    # of what the flooder pushed into its socket.
+    assert dropped < sent / 2, (sent, dropped)
     ratio = statistics.median(loaded) / statistics.median(idle)
     # A small multiple of its own idle value (without the limit it was ~500×).
     assert ratio < 10, (statistics.median(idle), statistics.median(loaded))
