@@ -53,6 +53,7 @@ ENV = {
     "LOG_LEVEL": "WARNING",
     "COLLECTOR_AUTO_REGISTER": "false",
     "API_THROTTLE_INGEST": "1000000/min",
+    "BEHIND_TLS_PROXY": "false",  # plain http on loopback (production redirects to https)
     "DATA_DIR": "/tmp/shelly-bench-data",
 }
 os.environ.update(ENV)
