@@ -42,7 +42,7 @@ from bench._common import (  # noqa: E402
     percentile,
 )
 
-DB = "shelly_bench_batch"
+DB = os.environ.get("BENCH_DB", "shelly_bench_batch")
 BATCH = 1000
 CHANNELS_PER_DEVICE = 4
 ENV = {
@@ -53,6 +53,7 @@ ENV = {
     "LOG_LEVEL": "WARNING",
     "COLLECTOR_AUTO_REGISTER": "false",
     "API_THROTTLE_INGEST": "1000000/min",
+    "BEHIND_TLS_PROXY": "false",  # plain http on loopback (production redirects to https)
     "DATA_DIR": "/tmp/shelly-bench-data",
 }
 os.environ.update(ENV)

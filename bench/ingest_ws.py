@@ -51,7 +51,7 @@ from bench._common import (  # noqa: E402
 )
 
 OURS_DB = os.environ.get("BENCH_DB", "shelly_bench")  # one per person on a shared machine
-PEER_DB = "peerbench"
+PEER_DB = os.environ.get("BENCH_PEER_DB", "peerbench")  # idem for the peer
 PEER_DSN = f"postgresql://postgres@127.0.0.1:5432/{PEER_DB}"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 PEER_SCRIPT = Path(os.environ.get("PEER_SCRIPT", "/work/shared/peer/peer_collector.py"))
@@ -66,7 +66,10 @@ OURS_ENV = {
     "DEBUG": "false",
     "LOG_LEVEL": "WARNING",
     "COLLECTOR_AUTO_REGISTER": "false",
-    "DATA_DIR": "/tmp/shelly-bench-data",
+    # Throughput, not flood defence: a few devices each send far more than the per-connection
+    # limit (50 frames/s by default, measured by bench/ws_flood.py); the peer has none.
+    "COLLECTOR_MAX_FRAMES_PER_SECOND": "0",
+    "DATA_DIR": os.environ.get("BENCH_DATA_DIR", "/tmp/shelly-bench-data"),
 }
 # This process reads and prepares the same database as the server.
 os.environ.update(OURS_ENV)
@@ -187,7 +190,7 @@ class Ours:
         )
 
     def handled(self) -> float:
-        text = httpx.get(f"{self.base}/metrics", timeout=10).text
+        text = httpx.get(f"{self.base}/metrics", timeout=30).text
         match = FRAMES_IN.search(text)
         return float(match.group(1)) if match else 0.0
 
@@ -315,11 +318,20 @@ def measure_step(target, server, *, total_rate, devices, seed, warmup, seconds):
 
     rate = total_rate / devices
     load = LoadRun(target.ws_url, devices=devices, rate=rate, seed=seed, duration=warmup + seconds + 1.0).start()
+    load_end = time.time() + warmup + seconds + 1.0
     time.sleep(warmup)
     load.drain()
-    t0, h0, c0 = time.time(), target.handled(), cpu_seconds(server.pid)
-    time.sleep(seconds)
-    t1, h1, c1 = time.time(), target.handled(), cpu_seconds(server.pid)
+    # The window runs between the server's ANSWERS: a saturated server may answer /metrics late (before
+    # the consumers yielded once per frame it answered only after the load had ended, and the window
+    # then showed "0 frames at 1 % CPU" while the backlog was still being written).
+    asked = time.time()
+    h0 = target.handled()
+    t0, c0 = time.time(), cpu_seconds(server.pid)
+    time.sleep(max(0.0, seconds - (t0 - asked)))
+    asked_end = time.time()
+    h1 = target.handled()
+    t1, c1 = time.time(), cpu_seconds(server.pid)
+    scrape_s = max(t0 - asked, t1 - asked_end)
     rss = rss_mb(server.pid)
     load.join(timeout=warmup + seconds + 30)
     drained_s = wait_until_drained(target)
@@ -339,6 +351,11 @@ def measure_step(target, server, *, total_rate, devices, seed, warmup, seconds):
         "rss_mb": round(rss, 1),
         "backlog_drain_s": drained_s,
         "client": {k: load.final.get(k) for k in ("connect_failures", "ticks_late", "last_error")},
+        "scrape_s": round(scrape_s, 2),
+        # Every frame of the step carries 4 channels: with `every`, rows = 4 × frames unless the
+        # device repeated a timestamp (two decimals, like a Shelly: a duplicate sample by §5).
+        "frames_sent": load.final.get("frames_sent"),
+        "window_after_load": t1 > load_end,
     }
 
 
@@ -464,7 +481,10 @@ def _row(step):
     return (
         f"target {step['target_fps']:>5} f/s  sent {step['sent_fps']:>5}  handled {step['handled_fps']:>5} f/s  "
         f"rows {step['rows']:>5} ({step['rows_per_s']:>6}/s)  latency p50 {step['p50_ms']} ms p99 {step['p99_ms']} ms  "
-        f"cpu {step['cpu_pct']:>3} %  rss {step['rss_mb']} MB  backlog {step['backlog_drain_s']} s"
+        f"cpu {step['cpu_pct']:>3} %  rss {step['rss_mb']} MB  backlog {step['backlog_drain_s']} s  "
+        f"/metrics answered in {step['scrape_s']} s  rows/(4×frames sent) "
+        f"{step['rows'] / max(1, 4 * (step['frames_sent'] or 0)):.3f}"
+        + ("  (WINDOW AFTER THE LOAD: not a rate)" if step["window_after_load"] else "")
     )
 
 

@@ -117,6 +117,13 @@ class ShellyDeviceConsumer(AsyncWebsocketConsumer):
         try:
             while True:
                 await self.dispatch(await receive())
+                # One frame per turn of the event loop. A frame's handling
+                # rarely suspends (decisions in memory, writes behind), and
+                # the server's receive queue returns at once while it holds
+                # frames: without this, a device sending faster than we decide
+                # keeps the loop to itself, and /metrics, /healthz, timers and
+                # the write-behind stage's commits wait seconds behind it.
+                await asyncio.sleep(0)
         except StopConsumer:
             pass
         finally:

@@ -385,9 +385,15 @@ def record_run_transitions(transitions) -> None:
             earliest_end[channel_id] = min(moment, earliest_end.get(channel_id, moment))
         if outcome.started_at is not None:
             starts[channel_id] = outcome.started_at
-    for channel_id, started_at in starts.items():
-        if channel_id not in earliest_end:
-            Cycle.objects.get_or_create(channel_id=channel_id, started_at=started_at)
+    # One statement for all the starts of a flush (a reconnect burst starts hundreds of runs at once);
+    # the unique (channel, started_at) makes it a get-or-create.
+    opened = [
+        Cycle(channel_id=channel_id, started_at=started_at)
+        for channel_id, started_at in starts.items()
+        if channel_id not in earliest_end
+    ]
+    if opened:
+        Cycle.objects.bulk_create(opened, ignore_conflicts=True)
     if not earliest_end:
         return
     closed_ids = []

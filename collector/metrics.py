@@ -52,6 +52,14 @@ poll_failures = Counter(
     "Failed RPC polls of a device, by kind of call (live, intervals, info).",
     ["kind"],
 )
+write_flush_failures = Counter(
+    "shelly_write_flush_failures",
+    "Write-behind flushes that failed and were held for a retry (database unreachable, or a failure being retried).",
+)
+rows_dropped = Counter(
+    "shelly_power_log_rows_dropped",
+    "PowerLog rows of writes the write-behind stage gave up after repeated failures that were not an outage.",
+)
 intervals_ingested = Counter(
     "shelly_energy_intervals_ingested",
     "EnergyInterval rows inserted or updated from EMData.",

@@ -1,13 +1,16 @@
 """Riding out a database outage (§9 operations): hold what the pipeline could not write, write it when it returns.
 
-A `Pipeline` whose write fails with a connection-level error (the database is
-stopped, restarting or unreachable) keeps the failed plans as *pending*
-instead of raising: the rows, the run transitions and the samples behind them
-(replayed if another process moved the channel meanwhile). Its in-memory
-channel state stays ahead of the database, and every later write carries the
-pending plans too, so when the database answers again everything goes in one
-transaction per pipeline, in order, and the state write stays conditional on
-the version loaded before the outage: one start and one stop per run.
+The holding is done by the write-behind stage (`collector.writebehind`), the
+one place every live write goes through: when a flush fails with a
+connection-level error (the database is stopped, restarting or unreachable)
+its plans are kept — the rows, the run transitions and the samples behind
+them (replayed if another process moved the channel meanwhile) — in front of
+what arrives while the outage lasts. The connections' in-memory channel state
+stays ahead of the database; when it answers again everything goes in, in
+order per channel, and the state write stays conditional on the version
+loaded before the outage: one start and one stop per run. This module keeps
+the process's view of the database (down since when, why: /healthz reports
+it with a 503), the bounded buffer's accounting and its counters.
 
 Memory is bounded per process by COLLECTOR_OUTAGE_BUFFER_SAMPLES (samples
 held for replay or for channels not loaded yet). Beyond it, a new sample's
@@ -147,36 +150,6 @@ def database_failed(exc: BaseException) -> None:
     # closed here and the next attempt opens a fresh one.
     with contextlib.suppress(Exception):
         connection.close()
-
-
-def merge(pending: dict, plans: dict) -> dict:
-    """Admit new plans into a pipeline's pending ones (per channel, after what is already there).
-
-    A plan's samples are kept for replay while the buffer has room; when it
-    is full, its ordinary rows are dropped (counted and logged), its start and
-    stop rows and run transitions are kept.
-    """
-    for channel_id, plan in plans.items():
-        if plan.samples and not state.try_hold(len(plan.samples)):
-            plan.rows = [row for row in plan.rows if row.reason in TRANSITION_REASONS]
-            plan.samples = []
-        held = len(plan.samples)
-        previous = pending.get(channel_id)
-        if previous is None:
-            plan.held_count = held
-            pending[channel_id] = plan
-        elif previous is not plan:
-            previous.samples.extend(plan.samples)
-            previous.rows.extend(plan.rows)
-            previous.outcomes.extend(plan.outcomes)
-            previous.held_count += held
-    return pending
-
-
-def written(plans: dict) -> None:
-    """The plans reached the database: free their room in the buffer."""
-    state.release(sum(plan.held_count for plan in plans.values()))
-    state.database_back()
 
 
 def hold_unloaded(held: list, samples: list) -> list:

@@ -14,6 +14,7 @@ are applied again, so two processes never both write a start or a stop.
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -55,6 +56,8 @@ class ChannelRuntime:
     loaded_last_sample_at: datetime | None = None
     dirty: bool = False
     last_flush: float = field(default_factory=time.monotonic)
+    # A write the write-behind stage gave up on (not an outage): the cached state is ahead of the database.
+    write_error: BaseException | None = None
 
     @property
     def key_base(self):
@@ -73,7 +76,56 @@ class ChannelPlan:
     samples: list = field(default_factory=list)
     rows: list = field(default_factory=list)
     outcomes: list = field(default_factory=list)
-    held_count: int = 0  # samples of this plan counted in the outage buffer
+    # Filled when the plan is written: the state to store and the version it
+    # replaces. The write-behind stage takes them in the event loop while the
+    # runtime's live state moves on; a conflict replay puts its own here.
+    state: RunState | None = None
+    base_seq: int = 0
+    base_last_sample_at: datetime | None = None
+    replayed: bool = False
+    waiters: list = field(default_factory=list)
+    # Database outage (collector.outage): the plan is held by the write-behind
+    # stage after a failed flush; `held_count` of its samples fill the buffer.
+    held: bool = False
+    held_count: int = 0
+    attempts: int = 0  # failed flushes of this plan that were not the database being away
+
+    def take_snapshot(self) -> None:
+        runtime = self.runtime
+        self.state = copy_state(runtime.state)
+        self.base_seq, self.base_last_sample_at = runtime.loaded_seq, runtime.loaded_last_sample_at
+
+    def replay_detached(self) -> None:
+        """Another process moved this channel: reload its stored state and apply our samples to a copy.
+
+        Leaves the runtime alone (the event loop may be applying newer
+        samples to it); whoever owns the runtime adopts `state` after commit.
+        """
+        runtime = self.runtime
+        log.info("state conflict, replaying", extra={"event": "state_conflict", "device_id": runtime.device_id})
+        stored = RunState.from_model(ChannelState.objects.get(pk=runtime.channel_id))
+        self.base_seq, self.base_last_sample_at = stored.run_seq, stored.last_sample_at
+        self.rows, self.outcomes = [], []
+        for sample in self.samples:
+            outcome = policies.apply_sample(runtime.rules, stored, sample, key_base=runtime.key_base)
+            if not outcome.duplicate and (outcome.rows or outcome.changed_run):
+                self.rows.extend(outcome.rows)
+                self.outcomes.append(outcome)
+        self.state = stored
+        self.replayed = True
+
+
+def copy_state(state: RunState) -> RunState:
+    # The policies replace the dict fields, never mutate them: a shallow copy is a snapshot.
+    return RunState(**state.as_fields())
+
+
+@dataclass(slots=True)
+class _Transition:
+    """What cycles.record_run_transitions reads: the channel and its state as written."""
+
+    channel_id: int
+    state: RunState
 
 
 @dataclass
@@ -109,9 +161,13 @@ class Pipeline:
         # The event loop of the async caller, so pushes after commit are handed
         # to it instead of blocking a database thread until it gets round to them.
         self.event_loop: asyncio.AbstractEventLoop | None = None
-        # Database outage (collector.outage): plans not written yet, samples of channels not loaded yet.
-        self.pending: dict[int, ChannelPlan] = {}
+        # Database outage (collector.outage): samples of channels that could not be loaded yet.
+        # (What could not be written is held by the write-behind stage.)
         self.unloaded: list = []
+        # Resolves when the latest submission to the write-behind stage is committed (or held).
+        self._last_commit: asyncio.Future | None = None
+        # A write the stage gave up on (not a database outage): raised by the next `aingest`.
+        self.write_error: BaseException | None = None
 
     # -- loading -----------------------------------------------------------
     def load(self, samples) -> None:
@@ -196,8 +252,7 @@ class Pipeline:
         for key in [k for k in other.runtimes if k[0] == device_id]:
             runtime = other.runtimes.pop(key)
             self.runtimes.setdefault(key, runtime)
-        for channel_id in [cid for cid, plan in other.pending.items() if plan.runtime.device_id == device_id]:
-            self.pending[channel_id] = other.pending.pop(channel_id)
+        # What the write-behind stage holds for these runtimes stays there, keyed by runtime.
         moved = [s for s in other.unloaded if s.device_id == device_id]
         if moved:
             other.unloaded = [s for s in other.unloaded if s.device_id != device_id]
@@ -259,62 +314,40 @@ class Pipeline:
         return any(rt.dirty and rt.last_flush <= deadline for rt in self.cached_runtimes())
 
     # -- persisting (sync, DB) -----------------------------------------------
-    def persist(self, plans: dict[int, ChannelPlan], *, flush_all=False) -> IngestResult:
-        """Write rows and state of these plans (and of every dirty cached channel when due)."""
+    def due_plans(self, plans: dict[int, ChannelPlan], *, flush_all=False) -> dict[int, ChannelPlan]:
+        """These plans plus one for every dirty cached channel whose state flush is due."""
         due = time.monotonic() - self.flush_seconds
         for runtime in self.cached_runtimes():
             if runtime.dirty and runtime.channel_id not in plans and (flush_all or runtime.last_flush <= due):
                 plans[runtime.channel_id] = ChannelPlan(runtime)
-        result = IngestResult()
-        for _ in range(MAX_CONFLICT_RETRIES):
-            try:
-                return self._persist_once(plans, result)
-            except _StateConflict as conflict:
-                for plan in conflict.plans:
-                    self._replay(plan, result)
-        raise RuntimeError("channel state kept changing under us; giving up this write")
+        return plans
 
-    def _replay(self, plan: ChannelPlan, result: IngestResult) -> None:
-        """Another process moved this channel: reload its state and apply our samples again."""
-        log.info("state conflict, replaying", extra={"event": "state_conflict", "device_id": plan.runtime.device_id})
-        self.reload(plan.runtime)
-        plan.rows, plan.outcomes = [], []
-        replay_result = IngestResult()
-        for sample in plan.samples:
-            self._apply_one(plan, sample, replay_result)
+    def persist(self, plans: dict, *, flush_all=False, detached=False) -> IngestResult:
+        """Write rows and state of these plans now, as one transaction. Sync, in a database thread.
 
-    def _persist_once(self, plans, result: IngestResult) -> IngestResult:
-        now = timezone.now()
-        rows, conflicts, transitions = [], [], []
-        with transaction.atomic():
-            for plan in plans.values():
-                runtime = plan.runtime
-                updated = ChannelState.objects.filter(
-                    pk=runtime.channel_id,
-                    run_seq=runtime.loaded_seq,
-                    last_sample_at=runtime.loaded_last_sample_at,
-                ).update(**runtime.state.as_fields(), updated_at=now)
-                if not updated:
-                    conflicts.append(plan)
-                    continue
-                rows.extend(self._power_logs(runtime, plan.rows, now))
-                transitions.extend((runtime, outcome) for outcome in plan.outcomes if outcome.changed_run)
-            if conflicts:
-                transaction.set_rollback(True)
-                raise _StateConflict(conflicts)
-            if rows:
-                insert_power_logs(rows)
-            if transitions:
-                from collector import cycles
+        By default (the sync paths) every dirty cached channel whose flush is
+        due goes too, and the runtimes adopt what was written. `detached`
+        (the write-behind stage): the plans carry their state snapshot and the
+        runtimes, owned by the event loop, are left alone.
+        """
+        if detached:
+            return write_plans(list(plans.values()), replay=True, loop=self.event_loop)
+        return self._persist_once(self.due_plans(plans, flush_all=flush_all), IngestResult(), replay=True)
 
-                cycles.record_run_transitions(transitions)
-            _after_commit(plans, rows, transitions, loop=self.event_loop)
+    def _persist_once(self, plans, result: IngestResult, *, replay=False) -> IngestResult:
+        """Write these plans from the runtimes' current state; raises _StateConflict unless `replay`."""
         for plan in plans.values():
-            plan.runtime.mark_persisted()
-        result.rows_written += len(rows)
-        for _, outcome in transitions:
-            result.runs_started += outcome.started_at is not None
-            result.runs_ended += outcome.ended is not None
+            plan.take_snapshot()
+            plan.runtime.dirty = False
+        try:
+            written = write_plans(list(plans.values()), replay=replay, loop=self.event_loop)
+        except BaseException:
+            for plan in plans.values():
+                plan.runtime.dirty = True
+            raise
+        for plan in plans.values():
+            adopt_written(plan)
+        result.add(written)
         return result
 
     @staticmethod
@@ -346,27 +379,6 @@ class Pipeline:
         result.add(written)
         return result
 
-    def persist_or_hold(self, plans: dict[int, ChannelPlan], *, flush_all=False) -> IngestResult:
-        """`persist`, but a database outage keeps the plans pending (collector.outage) instead of raising."""
-        if self.pending:
-            plans = outage.merge(self.pending, plans)
-        try:
-            result = self.persist(plans, flush_all=flush_all)
-        except outage.DATABASE_ERRORS as exc:
-            outage.database_failed(exc)
-            self.pending = plans if self.pending else outage.merge({}, plans)
-            return IngestResult()
-        self.pending = {}
-        outage.written(plans)
-        return result
-
-    async def _apersist(self, plans, *, flush_all=False, retry=True) -> IngestResult:
-        if self.pending and outage.state.database_down and not retry and not outage.state.retry_due():
-            # Known outage: queue behind the pending plans; the timer retries.
-            outage.merge(self.pending, plans)
-            return IngestResult()
-        return await run_in_db_thread(self.persist_or_hold)(plans, flush_all=flush_all)
-
     async def _aload(self, samples) -> list:
         """Load the channels of these samples; in an outage hold those that cannot be loaded. Returns the rest."""
         if self.unloaded:
@@ -384,26 +396,88 @@ class Pipeline:
         self.unloaded = outage.hold_unloaded([], missing)
         return [s for s in samples if (s.device_id, s.channel_key) in self.runtimes]
 
-    async def aingest(self, samples) -> IngestResult:
-        """Async entry point for consumers: decisions in the event loop, DB only when needed."""
+    async def aingest(self, samples, *, wait=True) -> IngestResult:
+        """Async entry point: decisions in the event loop, writes through the process's write-behind stage.
+
+        With `wait` it returns once what these samples produced is committed
+        (a group commit with every other connection of the process) or, the
+        database being unreachable, held by the stage; without, it returns at
+        once (device sockets) and `committed()` waits for it.
+        """
         self.event_loop = asyncio.get_running_loop()
+        self.raise_write_error()
         samples = await self._aload(samples)
         result = IngestResult()
         plans = self.apply(samples, result)
-        if self.needs_persist(plans) or self.pending:
-            result.add(await self._apersist(plans, retry=False))
+        if self.needs_persist(plans):
+            # A caller that waits (the poller, a test) gets its flush at once
+            # (during a known outage at most once per timer interval); the
+            # device sockets do not wait and let the stage gather.
+            urgent = wait and (not outage.state.database_down or outage.state.retry_due())
+            await self._submit(self.due_plans(plans), result, wait=wait, urgent=urgent)
         return result
 
-    async def atick(self, now: datetime | None = None, *, flush_all=False) -> IngestResult:
-        """Timer: close expired runs and flush state that is due (and retry what an outage held)."""
+    async def atick(self, now: datetime | None = None, *, flush_all=False, wait=True) -> IngestResult:
+        """Timer: close expired runs and flush state that is due (everything with `flush_all`).
+
+        With `wait`, returns once everything this pipeline handed to the stage
+        is committed (or held in an outage, after a retry of the database).
+        """
         self.event_loop = asyncio.get_running_loop()
         result = IngestResult()
         if self.unloaded:
-            result.add(await self.aingest([]))
+            result.add(await self.aingest([], wait=wait))
         plans = self.close_expired(now or timezone.now())
-        if flush_all or self.pending or self.needs_persist(plans):
-            result.add(await self._apersist(plans, flush_all=flush_all))
+        if flush_all or self.needs_persist(plans) or (wait and self.has_unwritten()):
+            await self._submit(self.due_plans(plans, flush_all=flush_all), result, wait=wait, urgent=wait)
         return result
+
+    async def _submit(self, plans, result: IngestResult, *, wait: bool, urgent=False) -> None:
+        from collector.writebehind import stage
+
+        current = stage()
+        if plans or urgent:
+            self._last_commit = current.submit(list(plans.values()), urgent=urgent)
+            self._last_commit.add_done_callback(self._note_write)
+        if not wait:
+            # Backpressure, not a commit wait: past the high-water mark (the
+            # database slower than the devices) the socket reads its next
+            # frame once the stage has written some of what it holds.
+            await current.room()
+            return
+        if await self.committed():
+            for plan in plans.values():
+                result.rows_written += len(plan.rows)
+                for outcome in plan.outcomes:
+                    result.runs_started += outcome.started_at is not None
+                    result.runs_ended += outcome.ended is not None
+
+    def _note_write(self, future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self.write_error = future.exception()
+
+    def raise_write_error(self) -> None:
+        """A write of this pipeline the stage gave up on: the caller drops its cache (the database is right)."""
+        error, self.write_error = self.write_error, None
+        for runtime in self.cached_runtimes():
+            if runtime.write_error is not None:
+                error, runtime.write_error = runtime.write_error, None
+        if error is not None:
+            raise error
+
+    async def committed(self) -> bool:
+        """Wait until what this pipeline handed to the write-behind stage is committed (False: held in an outage)."""
+        future = self._last_commit
+        if future is None:
+            return True
+        self.write_error = None
+        return await asyncio.shield(future)
+
+    def has_unwritten(self) -> bool:
+        """Plans of this pipeline's channels still in the write-behind stage (waiting, or held in an outage)."""
+        from collector.writebehind import holds
+
+        return holds(self.cached_runtimes())
 
 
 def ingest_samples(samples, *, transport=Transport.BATCH, auto_register=None, token_key=None) -> IngestResult:
@@ -450,6 +524,129 @@ def next_run_expiry() -> datetime | None:
     return min((expiry for expiry in expiries if expiry is not None), default=None)
 
 
+def write_plans(plans: list[ChannelPlan], *, replay: bool, loop=None) -> IngestResult:
+    """Write plans (state taken) as one transaction; sync, in a database thread.
+
+    One conditional UPDATE for all their channel states (keyed by the version
+    each plan replaces), one INSERT for all rows, cycle bookkeeping for starts
+    and stops. A plan whose channel moved under us rolls everything back; with
+    `replay` its samples are re-applied to the stored state and the whole
+    write is tried again, else `_StateConflict` is raised.
+    """
+    for _ in range(MAX_CONFLICT_RETRIES):
+        try:
+            return _write_once(plans, loop=loop)
+        except _StateConflict as conflict:
+            if not replay:
+                raise
+            for plan in conflict.plans:
+                plan.replay_detached()
+    raise RuntimeError("channel state kept changing under us; giving up this write")
+
+
+def _write_once(plans: list[ChannelPlan], *, loop=None) -> IngestResult:
+    now = timezone.now()
+    result = IngestResult()
+    rows, transitions = [], []
+    with transaction.atomic():
+        updated = update_states(plans, now)
+        conflicts = [plan for plan in plans if plan.runtime.channel_id not in updated]
+        if conflicts:
+            transaction.set_rollback(True)
+            raise _StateConflict(conflicts)
+        for plan in plans:
+            rows.extend(Pipeline._power_logs(plan.runtime, plan.rows, now))
+            state = _Transition(plan.runtime.channel_id, plan.state)
+            transitions.extend((state, outcome) for outcome in plan.outcomes if outcome.changed_run)
+        if rows:
+            insert_power_logs(rows)
+        if transitions:
+            from collector import cycles
+
+            cycles.record_run_transitions(transitions)
+        _after_commit(plans, rows, transitions, loop=loop)
+    result.rows_written += len(rows)
+    for _, outcome in transitions:
+        result.runs_started += outcome.started_at is not None
+        result.runs_ended += outcome.ended is not None
+    return result
+
+
+def adopt_written(plan: ChannelPlan) -> None:
+    """After commit, in the runtime owner's thread: the written state is the runtime's new base version."""
+    runtime = plan.runtime
+    runtime.loaded_seq, runtime.loaded_last_sample_at = plan.state.run_seq, plan.state.last_sample_at
+    runtime.last_flush = time.monotonic()
+    if plan.replayed:
+        runtime.state = copy_state(plan.state)
+
+
+_STATE_TYPES = {
+    "running": "boolean",
+    "run_seq": "bigint",
+    "run_started_at": "timestamptz",
+    "last_active_at": "timestamptz",
+    "last_active_values": "jsonb",
+    "first_inactive_at": "timestamptz",
+    "first_inactive_values": "jsonb",
+    "last_sample_at": "timestamptz",
+    "last_values": "jsonb",
+    "last_row_at": "timestamptz",
+    "last_row_power_w": "float8",
+    "last_run_ended_at": "timestamptz",
+}
+
+
+def update_states(plans: list[ChannelPlan], now) -> set[int]:
+    """Store each plan's state where the channel is still at the version the plan replaces.
+
+    Returns the channel ids written. On PostgreSQL one `UPDATE … FROM
+    unnest(arrays)` for the whole flush; SQLite (one writer, embedded) one
+    conditional UPDATE per channel in the same transaction.
+    """
+    if not plans:
+        return set()
+    if not settings.DATABASE_IS_POSTGRES:
+        updated = set()
+        for plan in plans:
+            written = ChannelState.objects.filter(
+                pk=plan.runtime.channel_id, run_seq=plan.base_seq, last_sample_at=plan.base_last_sample_at
+            ).update(**plan.state.as_fields(), updated_at=now)
+            if written:
+                updated.add(plan.runtime.channel_id)
+        return updated
+    from psycopg.types.json import Jsonb
+
+    columns = [("channel_id", "bigint"), ("base_seq", "bigint"), ("base_last", "timestamptz")]
+    columns += [(name, _STATE_TYPES[name]) for name in RunState.FIELDS]
+    values = [
+        [plan.runtime.channel_id for plan in plans],
+        [plan.base_seq for plan in plans],
+        [plan.base_last_sample_at for plan in plans],
+    ]
+    for name in RunState.FIELDS:
+        kind = _STATE_TYPES[name]
+        column = [getattr(plan.state, name) for plan in plans]
+        if kind == "jsonb":
+            column = [Jsonb(v) for v in column]
+        elif kind == "float8":
+            column = [None if v is None else float(v) for v in column]
+        values.append(column)
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
+    names = ", ".join(name for name, _ in columns)
+    sets = ", ".join(f'"{name}" = v."{name}"' for name in RunState.FIELDS)
+    table = ChannelState._meta.db_table
+    sql = (
+        f"UPDATE {table} AS cs SET {sets}, updated_at = %s FROM unnest({arrays}) AS v({names}) "
+        "WHERE cs.channel_id = v.channel_id AND cs.run_seq = v.base_seq "
+        "AND cs.last_sample_at IS NOT DISTINCT FROM v.base_last RETURNING cs.channel_id"
+    )
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, [now, *values])
+        return {row[0] for row in cursor.fetchall()}
+
+
 # PowerLog columns in the order of the row tuples, with their PostgreSQL array types.
 POWER_LOG_COLUMNS = (
     ("timestamp", "timestamptz"),
@@ -465,12 +662,19 @@ POWER_LOG_COLUMNS = (
 )
 COLUMN_NAMES = tuple(name for name, _ in POWER_LOG_COLUMNS)
 
+# From this many rows on, COPY into a staging table beats binding arrays.
+COPY_MIN_ROWS = 200
+_COPY_TABLE = "powerlog_copy_in"
+
 
 def insert_power_logs(rows) -> None:
     """Insert row tuples (COLUMN_NAMES order); a row whose idempotency key exists is skipped.
 
-    On PostgreSQL one INSERT … SELECT unnest(arrays) carries the whole batch:
-    building a 1000-row INSERT through the ORM cost more than the insert.
+    On PostgreSQL a large batch goes through COPY (binary, psycopg 3) into a
+    temporary staging table of this connection, then one INSERT … SELECT … ON
+    CONFLICT DO NOTHING (COPY itself cannot skip existing idempotency keys);
+    a small one through INSERT … SELECT unnest(arrays). Both run in the
+    caller's transaction on Django's own connection.
     """
     if not settings.DATABASE_IS_POSTGRES:
         PowerLog.objects.bulk_create(
@@ -478,11 +682,13 @@ def insert_power_logs(rows) -> None:
         )
         return
     columns = ", ".join(f'"{name}"' for name in COLUMN_NAMES)
-    arrays = ", ".join(f"%s::{kind}[]" for _, kind in POWER_LOG_COLUMNS)
     connection.ensure_connection()
-    # A server-side-binding cursor on Django's own connection (same
-    # transaction): the default client-side binding spells 10 arrays of
-    # 1000 values out as SQL text in Python, slower than the insert itself.
+    if len(rows) >= COPY_MIN_ROWS:
+        _copy_power_logs(rows, columns)
+        return
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in POWER_LOG_COLUMNS)
+    # A server-side-binding cursor: the default client-side binding spells 10
+    # arrays of 1000 values out as SQL text in Python, slower than the insert itself.
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
             f"INSERT INTO {PowerLog._meta.db_table} ({columns}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING",
@@ -493,10 +699,34 @@ def insert_power_logs(rows) -> None:
         )
 
 
+def _copy_power_logs(rows, columns) -> None:
+    float_at = [i for i, (_, kind) in enumerate(POWER_LOG_COLUMNS) if kind == "float8"]
+    definition = ", ".join(f'"{name}" {kind}' for name, kind in POWER_LOG_COLUMNS)
+    with psycopg.Cursor(connection.connection) as cursor:
+        # Emptied at every commit; created once per database connection.
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_COPY_TABLE} ({definition}) ON COMMIT DELETE ROWS")
+        with cursor.copy(f"COPY {_COPY_TABLE} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([kind for _, kind in POWER_LOG_COLUMNS])
+            for row in rows:
+                row = list(row)
+                for i in float_at:
+                    if row[i] is not None:
+                        row[i] = float(row[i])
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {PowerLog._meta.db_table} ({columns}) SELECT {columns} FROM {_COPY_TABLE} "
+            "ON CONFLICT DO NOTHING"
+        )
+        # The sync paths may run outside an atomic block in tests: never keep staged rows.
+        if connection.get_autocommit():
+            cursor.execute(f"TRUNCATE {_COPY_TABLE}")
+
+
 def _count_rows(rows) -> None:
+    # One increment per reason, not per row: a flush carries thousands.
     reason_index = COLUMN_NAMES.index("reason")
-    for row in rows:
-        metrics.rows_written.labels(row[reason_index]).inc()
+    for reason, count in Counter(row[reason_index] for row in rows).items():
+        metrics.rows_written.labels(reason).inc(count)
 
 
 def _observe_live(live: list[LiveSample], *, loop=None) -> None:
@@ -518,7 +748,8 @@ def _after_commit(plans, rows, transitions, *, loop=None) -> None:
 
     if not (rows or transitions):
         return
-    channel_ids = {plan.runtime.channel_id for plan in plans.values() if plan.rows or plan.outcomes}
+    # One message per flush for all its channels, never one per row.
+    channel_ids = {plan.runtime.channel_id for plan in plans if plan.rows or plan.outcomes}
 
     def committed():
         _count_rows(rows)

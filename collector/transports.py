@@ -82,9 +82,11 @@ def _touch_device(device_id: str, now: datetime) -> bool:
 class DeviceStream:
     """The frames of one device connection, from bytes on the wire to the pipeline.
 
-    Per frame the work stays in the event loop (decode, merge, policy); the
-    database is reached only through `Pipeline.aingest` when rows, run
-    transitions or a state flush are due, and for `last_seen` every 30 s.
+    Per frame the work stays in the event loop (decode, merge, policy); rows,
+    run transitions and due state flushes go to the process's write-behind
+    stage without waiting for their commit (collector.writebehind); the
+    database is reached directly only to load channels and for `last_seen`
+    every 30 s. Only a disconnect waits for the commit of what it handed over.
     """
 
     def __init__(
@@ -134,6 +136,11 @@ class DeviceStream:
             return None
 
         if parsed.kind == "request":
+            # Frames are handled in order and written behind: the reply to a
+            # request is sent once what the frames before it produced is
+            # committed (or held, the database being away). Rare, and bounded
+            # by one flush: never the frame path.
+            await self.pipeline.committed()
             return json.dumps({"id": parsed.frame_id, "src": self.server_src, "error": NOT_IMPLEMENTED})
         device_id = parsed.device_id
         for problem in parsed.problems:
@@ -175,7 +182,9 @@ class DeviceStream:
             await orphaned_runs.release(device_id, into=self.pipeline)
         async with self._pipeline_lock:
             try:
-                await self.pipeline.aingest(samples)
+                # Not waiting for the commit: the process's write-behind stage
+                # writes it with every other connection's rows (group commit).
+                await self.pipeline.aingest(samples, wait=False)
             except Exception:
                 self.failed = True
                 raise
@@ -202,7 +211,10 @@ class DeviceStream:
             return
         async with self._pipeline_lock:
             try:
-                await self.pipeline.atick(now)
+                # Not waiting either: a tick never holds this connection's
+                # frames behind a commit (the stage retries on its own).
+                await self.pipeline.atick(now, wait=False)
+                self.pipeline.raise_write_error()
             except Exception:
                 self.failed = True
                 raise
@@ -301,7 +313,9 @@ class OrphanedRuns:
 
 def _has_running(pipeline: Pipeline) -> bool:
     """A run to close, or (database outage) rows still to write: keep ticking the pipeline."""
-    return bool(pipeline.pending or pipeline.unloaded) or any(rt.state.running for rt in pipeline.cached_runtimes())
+    if pipeline.unloaded or pipeline.has_unwritten():
+        return True
+    return any(rt.state.running for rt in pipeline.cached_runtimes())
 
 
 orphaned_runs = OrphanedRuns()

@@ -303,6 +303,12 @@ COLLECTOR_STATE_FLUSH_SECONDS = env.float("COLLECTOR_STATE_FLUSH_SECONDS", defau
 # (re)connect while the database is away.
 COLLECTOR_OUTAGE_BUFFER_SAMPLES = env.int("COLLECTOR_OUTAGE_BUFFER_SAMPLES", default=200_000)
 COLLECTOR_TOKEN_CACHE_SECONDS = env.float("COLLECTOR_TOKEN_CACHE_SECONDS", default=900.0)
+# The write-behind stage (collector/writebehind.py): a process's writes are
+# flushed as one transaction at most this long after the first one waiting,
+# or as soon as this many rows wait. While the database is unreachable what it
+# holds is bounded by COLLECTOR_OUTAGE_BUFFER_SAMPLES (collector/outage.py).
+COLLECTOR_WRITE_FLUSH_MS = env.int("COLLECTOR_WRITE_FLUSH_MS", default=50)
+COLLECTOR_WRITE_FLUSH_ROWS = env.int("COLLECTOR_WRITE_FLUSH_ROWS", default=2000)
 COLLECTOR_TIMER_SECONDS = env.float("COLLECTOR_TIMER_SECONDS", default=5.0)
 COLLECTOR_SWEEP_SECONDS = env.int("COLLECTOR_SWEEP_SECONDS", default=30)
 

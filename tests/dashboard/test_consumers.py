@@ -152,3 +152,34 @@ async def test_a_state_written_by_another_process_reaches_the_page_from_the_data
     assert mine[0]["running"] is True and mine[0]["ts"] == seen.isoformat()
     assert {"device": channel.device_id, "last_seen": seen.isoformat()} in states["devices"]
     await comm.disconnect()
+
+
+async def test_a_burst_written_behind_reaches_the_page_with_its_latest_value_and_one_change_per_flush():
+    from collector import writebehind
+    from collector.transports import DeviceStream
+
+    staff = await sync_to_async(user)("staff", staff=True)
+    channel = await sync_to_async(make_channel)(policy="every")
+    comm, _ = await connected(staff)
+    stream = DeviceStream(allowed_device_id=channel.device.device_id)
+    start = timezone.now().timestamp() - 60
+    for n in range(300):  # a device streaming every sample, as fast as it can
+        frame = {"src": channel.device.device_id, "method": "NotifyStatus"}
+        frame["params"] = {"ts": start + n * 0.1, "switch:0": {"id": 0, "apower": 100.0 + n}}
+        await stream.handle(json.dumps(frame))
+    assert await stream.pipeline.committed() is True
+    flushes = writebehind.stage().flushes
+
+    values, changes = [], 0
+    while not values or values[-1] != 399.0:
+        message = json.loads(await comm.receive_from(timeout=5))
+        if message["type"] == "live":
+            values.extend(s["p"] for s in message["samples"] if s["channel"] == channel.pk)
+        elif message["type"] == "changed":
+            changes += 1
+    assert values[-1] == 399.0  # the latest value wins
+    assert len(values) <= 10  # coalesced: not one push per sample
+    assert 1 <= changes <= flushes  # "rows changed" once per flush, never once per row
+    assert await sync_to_async(PowerLog.objects.filter(channel=channel).count)() == 300
+    await stream.close()
+    await comm.disconnect()
