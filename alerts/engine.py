@@ -27,6 +27,8 @@ from collector.samples import LiveSample
 
 log = logging.getLogger(__name__)
 
+LOAD_RETRY_SECONDS = 5.0
+
 
 @dataclass(slots=True)
 class RuleSpec:
@@ -131,6 +133,10 @@ class Engine:
         self.loaded_at = 0.0
         self.loaded = False
         self.loading = False
+        # After a failed load (database away), the next try waits: without
+        # this every sample would try again and log again.
+        self.retry_at = 0.0
+        self.failed_loads = 0
         self.zone = windows_mod.site_zone()
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -141,7 +147,10 @@ class Engine:
         self.loaded_at = 0.0
 
     def _due(self) -> bool:
-        return not self.loaded or time.monotonic() - self.loaded_at > settings.ALERT_RULES_REFRESH_SECONDS
+        now = time.monotonic()
+        if now < self.retry_at:
+            return False
+        return not self.loaded or now - self.loaded_at > settings.ALERT_RULES_REFRESH_SECONDS
 
     def load(self) -> None:
         """Rules and the active states from the database (sync)."""
@@ -285,10 +294,24 @@ class Engine:
         close_old_connections()
         try:
             self.load()
-        except Exception:
-            log.exception("alert rules could not be loaded", extra={"event": "alert_rules_load_failed"})
+        except Exception as exc:
+            self.load_failed(exc)
+        else:
+            self.failed_loads = 0
         finally:
             self.loading = False
+
+    def load_failed(self, exc: Exception) -> None:
+        """Keep the rules in memory, try again after a pause, log once per pause (no traceback per sample)."""
+        self.failed_loads += 1
+        self.retry_at = time.monotonic() + LOAD_RETRY_SECONDS
+        log.warning(
+            "alert rules could not be loaded (%d time(s) in a row, next try in %.0f s): %s",
+            self.failed_loads,
+            LOAD_RETRY_SECONDS,
+            type(exc).__name__,
+            extra={"event": "alert_rules_load_failed"},
+        )
 
     def _commit_in_thread(self, decisions) -> None:
         close_old_connections()

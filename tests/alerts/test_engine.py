@@ -200,3 +200,40 @@ def test_time_based_kinds():
     channel.device.save()
     check_time_rules(now + timedelta(days=1, minutes=1))
     assert events(no_cycle) == [("fired", True)]
+
+
+def test_rules_that_cannot_be_loaded_are_retried_after_a_pause_and_logged_once(monkeypatch, caplog):
+    # Database away: every sample used to try again and log a traceback (531 in a 20 s outage).
+    import asyncio
+
+    from alerts import engine as engine_mod
+    from collector.samples import LiveSample, Sample
+
+    fresh = engine_mod.Engine()
+    attempts = []
+
+    def unreachable():
+        attempts.append(1)
+        raise OSError("database unreachable")
+
+    monkeypatch.setattr(fresh, "load", unreachable)
+    now = timezone.now()
+    reading = Sample(device_id="d", channel_key="switch:0", ts=now, apower_w=1.0)
+    live = [LiveSample(channel_id=1, device_pk=1, sample=reading, running=False, transport="websocket")]
+
+    async def many_samples():
+        for _ in range(200):
+            fresh.observe(live)
+            await asyncio.sleep(0)
+        fresh.drain()
+
+    with caplog.at_level("WARNING", logger="alerts.engine"):
+        asyncio.run(many_samples())
+    assert len(attempts) == 1 and fresh.failed_loads == 1
+    failures = [r for r in caplog.records if getattr(r, "event", "") == "alert_rules_load_failed"]
+    assert len(failures) == 1 and failures[0].exc_info is None
+
+    # After the pause the next sample tries again.
+    fresh.retry_at = 0.0
+    asyncio.run(many_samples())
+    assert len(attempts) == 2 and fresh.failed_loads == 2
