@@ -230,28 +230,25 @@ def requeue_stuck_deliveries(now=None) -> int:
     return len(requeued)
 
 
+def _pulse_offs(on: Delivery):
+    """The OFF deliveries of the pulse this ON began (created after it, same notifier, event and test flag)."""
+    return Delivery.objects.filter(
+        notifier_id=on.notifier_id, event_id=on.event_id, is_test=on.is_test, step=Delivery.Step.OFF, pk__gt=on.pk
+    )
+
+
 def _pulse_already_ended(delivery_pk: int) -> bool:
     """An ON whose pulse's OFF has been sent (or is being sent)."""
     on = Delivery.objects.filter(pk=delivery_pk, step=Delivery.Step.ON).first()
     if on is None:
         return False
-    return (
-        Delivery.objects.filter(notifier_id=on.notifier_id, event_id=on.event_id, is_test=on.is_test)
-        .filter(step=Delivery.Step.OFF, pk__gt=on.pk)
-        .exclude(status=Delivery.Status.PENDING)
-        .exists()
-    )
+    return _pulse_offs(on).exclude(status=Delivery.Status.PENDING).exists()
 
 
 def finish_pulse(on: Delivery) -> None:
     import time
 
-    off = (
-        Delivery.objects.filter(notifier=on.notifier, event=on.event, is_test=on.is_test, step=Delivery.Step.OFF)
-        .filter(status=Delivery.Status.PENDING, pk__gt=on.pk)
-        .order_by("pk")
-        .first()
-    )
+    off = _pulse_offs(on).filter(status=Delivery.Status.PENDING).order_by("pk").first()
     if off is None:
         return
     wait = (off.due_at - timezone.now()).total_seconds()
