@@ -54,7 +54,8 @@ OURS_DB = os.environ.get("BENCH_DB", "shelly_bench")  # one per person on a shar
 PEER_DB = os.environ.get("BENCH_PEER_DB", "peerbench")  # idem for the peer
 PEER_DSN = f"postgresql://postgres@127.0.0.1:5432/{PEER_DB}"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
-PEER_SCRIPT = Path(os.environ.get("PEER_SCRIPT", "/work/shared/peer/peer_collector.py"))
+# The earlier single-file design lives outside this repository: its path comes from the environment.
+PEER_SCRIPT = os.environ.get("PEER_SCRIPT", "")
 PEER_VENV = Path(os.environ.get("PEER_VENV", "/tmp/peer-venv"))
 RSS_SEED = 999
 FRAMES_IN = re.compile(r'^shelly_frames_in_total\{transport="websocket"\}\s+([0-9.e+]+)', re.M)
@@ -426,6 +427,11 @@ def run(args):
         elif name == "uvicorn":
             targets.append(Ours("uvicorn", uvicorn_argv, args.policy))
         elif name == "peer":
+            if not PEER_SCRIPT or not Path(PEER_SCRIPT).is_file():
+                raise SystemExit(
+                    "the peer needs PEER_SCRIPT=/path/to/peer_collector.py (the earlier single-file collector, "
+                    "e.g. ../shared/peer/peer_collector.py), or leave `peer` out of --servers"
+                )
             targets.append(Peer(args.policy))
             continue
         else:
